@@ -1,0 +1,1 @@
+"""The `evbus` command line. Interfaces import the core; the core never imports this package."""

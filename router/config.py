@@ -1,0 +1,56 @@
+"""Settings, frozen. The bootstrap address comes from one place: EVBUS_BOOTSTRAP.
+
+Client invariants that the bus's promises rest on (idempotence, acks=all, read_committed, manual
+commits) are forced in `kafka/clients.py`; an override in `extra` that contradicts them is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+EVENTS_PREFIX = "events."
+TRIGGERS_PREFIX = "triggers."
+
+
+def default_bootstrap() -> str:
+    return os.environ.get("EVBUS_BOOTSTRAP", DEFAULT_BOOTSTRAP)
+
+
+class Settings(BaseModel):
+    """Everything a bus process needs to know about its cluster and its limits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap: str = Field(default_factory=default_bootstrap)
+    subscriptions_topic: str = "evbus.subscriptions"
+    deadletter_topic: str = "evbus.deadletters"
+    router_group: str = "evbus.router"
+    runner_group_prefix: str = "evbus.runner."
+    max_event_bytes: int = 1024 * 1024
+    # Partitions and replication for topics the bus creates itself.
+    topic_partitions: int = 4
+    replication_factor: int = 1
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "Settings":
+        env: dict[str, Any] = {}
+        if "EVBUS_REPLICATION" in os.environ:
+            env["replication_factor"] = int(os.environ["EVBUS_REPLICATION"])
+        if "EVBUS_PARTITIONS" in os.environ:
+            env["topic_partitions"] = int(os.environ["EVBUS_PARTITIONS"])
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**env)
+
+    def events_topic(self, event_type: str) -> str:
+        return EVENTS_PREFIX + event_type.split(".", 1)[0]
+
+    def trigger_topic(self, workflow: str) -> str:
+        return TRIGGERS_PREFIX + workflow
+
+    def runner_group(self, workflow: str) -> str:
+        return self.runner_group_prefix + workflow

@@ -1,0 +1,131 @@
+"""Reading any record on an `events.*` topic: the bus's own Avro frame, or the CloudEvents Kafka
+protocol binding in binary mode (`ce_*` headers, JSON value) or structured mode
+(`content-type: application/cloudevents+json`). Everything wrong with a record becomes a DecodeError
+whose reason the router writes on the dead letter.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import orjson
+
+from ..errors import DecodeError, EventValidationError
+from . import codec
+from .model import Event, check_tenant, check_type
+
+Headers = Sequence[tuple[str, bytes | None]] | None
+STRUCTURED = "application/cloudevents"
+REQUIRED = ("id", "source", "specversion", "type")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    event: Event
+    body: bytes | memoryview  # the Avro body, ready to forward into a trigger
+    mode: str  # "avro", "binary" or "structured"
+
+
+def _headers(headers: Headers) -> dict[str, bytes]:
+    return {k.lower(): (v or b"") for k, v in (headers or ())}
+
+
+def _text(value: Any, name: str) -> str:
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise DecodeError("invalid-attribute", f"{name} is not UTF-8") from None
+    if not isinstance(value, str):
+        raise DecodeError("invalid-attribute", f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _time(value: Any) -> datetime:
+    if value in (None, b"", ""):
+        return datetime.now(timezone.utc)
+    text = _text(value, "time")
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise DecodeError("invalid-attribute", f"time {text!r} is not RFC 3339") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _json_data(raw: bytes) -> bytes:
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("invalid-json", f"data is not JSON: {exc}") from None
+    return raw
+
+
+def _build(attrs: dict[str, Any], data: bytes, mode: str) -> Decoded:
+    for name in REQUIRED:
+        if attrs.get(name) in (None, "", b""):
+            raise DecodeError(f"missing-{name}", f"CloudEvent has no {name}")
+    if _text(attrs["specversion"], "specversion") != "1.0":
+        raise DecodeError("invalid-attribute", f"specversion {attrs['specversion']!r} is not 1.0")
+    if attrs.get("tenant") in (None, "", b""):
+        raise DecodeError("missing-tenant", "CloudEvent has no tenant extension attribute")
+    try:
+        event_type = check_type(_text(attrs["type"], "type"))
+        tenant = check_tenant(_text(attrs["tenant"], "tenant"))
+    except EventValidationError as exc:
+        raise DecodeError("invalid-attribute", str(exc)) from None
+    opt = {k: _text(attrs[k], k) if attrs.get(k) not in (None, b"") else None
+           for k in ("subject", "correlationid", "causationid")}
+    ident = _text(attrs["id"], "id")
+    event = Event(id=ident, source=_text(attrs["source"], "source"), type=event_type,
+                  time=_time(attrs.get("time")), tenant=tenant, data=data, subject=opt["subject"],
+                  correlationid=opt["correlationid"] or ident, causationid=opt["causationid"])
+    encoded = codec.encode_event(event)
+    return Decoded(event, memoryview(encoded)[codec.HEADER.size:], mode)
+
+
+def _binary(value: bytes | None, h: dict[str, bytes]) -> Decoded:
+    attrs: dict[str, Any] = {k[3:]: v for k, v in h.items() if k.startswith("ce_")}
+    ctype = h.get("content-type", b"application/json").decode(errors="replace")
+    if "json" not in ctype:
+        raise DecodeError("unsupported-content-type", f"content-type {ctype!r}: the bus carries JSON payloads")
+    return _build(attrs, _json_data(value or b"null"), "binary")
+
+
+def _structured(value: bytes | None) -> Decoded:
+    try:
+        doc = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("invalid-json", f"structured CloudEvent is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DecodeError("invalid-json", "structured CloudEvent must be a JSON object")
+    if "data_base64" in doc:
+        try:
+            data = _json_data(base64.b64decode(doc["data_base64"], validate=True))
+        except (ValueError, TypeError):
+            raise DecodeError("invalid-json", "data_base64 is not base64") from None
+    else:
+        data = orjson.dumps(doc.get("data"))
+    return _build(doc, data, "structured")
+
+
+def decode(value: bytes | None, headers: Headers, max_bytes: int) -> Decoded:
+    """Any record from an `events.*` topic → a validated event, or DecodeError naming the reason."""
+    if value is not None and len(value) > max_bytes:
+        raise DecodeError("oversized", f"record is {len(value)} bytes; the limit is {max_bytes}")
+    h = _headers(headers)
+    if "ce_specversion" in h:
+        return _binary(value, h)
+    if h.get("content-type", b"").startswith(STRUCTURED.encode()):
+        return _structured(value)
+    view = codec.body(value)
+    event = codec.decode_event(value)
+    try:
+        check_type(event.type)
+        check_tenant(event.tenant)
+        _json_data(event.data)
+    except EventValidationError as exc:
+        raise DecodeError("invalid-attribute", str(exc)) from None
+    return Decoded(event, view, "avro")

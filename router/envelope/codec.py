@@ -1,0 +1,125 @@
+"""Avro wire format for events, triggers and subscriptions (schemas/*.avsc, fastavro).
+
+Framing: one magic byte 0x00, a 4-byte big-endian schema version, then the Avro body. A trigger's body
+begins with the event's body as it came (Avro encodes a record as its fields in order), so the router
+forwards an event into a trigger without decoding and re-encoding it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from ..errors import DecodeError
+from .model import Event
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+MAGIC = b"\x00"
+HEADER = struct.Struct(">cI")
+VERSION = 1
+
+
+def load_schema(name: str, version: int = VERSION, named: dict | None = None) -> Any:
+    raw = json.loads((SCHEMAS / f"{name}.v{version}.avsc").read_text())
+    return fastavro.parse_schema(raw, named_schemas=named if named is not None else {})
+
+
+_named: dict = {}
+EVENT_SCHEMA = load_schema("event", named=_named)
+TRIGGER_SCHEMA = load_schema("trigger", named=_named)
+SUBSCRIPTION_SCHEMA = load_schema("subscription")
+# The trigger's fields after `event`, written on their own and appended to the event's body.
+TRIGGER_TAIL_SCHEMA = fastavro.parse_schema({
+    "type": "record", "name": "TriggerTail", "namespace": "dev.evbus.v1",
+    "fields": [f for f in json.loads((SCHEMAS / "trigger.v1.avsc").read_text())["fields"] if f["name"] != "event"],
+})
+_FRAME = HEADER.pack(MAGIC, VERSION)
+
+
+def _write(schema: Any, record: dict) -> bytes:
+    buf = io.BytesIO()
+    buf.write(_FRAME)
+    fastavro.schemaless_writer(buf, schema, record)
+    return buf.getvalue()
+
+
+def body(value: bytes | None) -> memoryview:
+    """The Avro body of a framed value; DecodeError when the frame is not ours."""
+    if value is None:
+        raise DecodeError("empty-value", "the record has no value")
+    if len(value) < HEADER.size or value[:1] != MAGIC:
+        raise DecodeError("bad-frame", "value does not start with the evbus Avro frame (magic byte 0x00)")
+    _, version = HEADER.unpack_from(value)
+    if version != VERSION:
+        raise DecodeError("unknown-schema", f"schema version {version}; this reader knows {VERSION}")
+    return memoryview(value)[HEADER.size:]
+
+
+def _read(schema: Any, value: bytes | None) -> dict:
+    view = body(value)
+    buf = io.BytesIO(view)
+    try:
+        record = fastavro.schemaless_reader(buf, schema, None)
+    except Exception as exc:  # fastavro raises many types on bad bytes
+        raise DecodeError("bad-avro", f"{type(exc).__name__}: {exc}") from None
+    if buf.tell() != len(view):
+        raise DecodeError("bad-avro", f"{len(view) - buf.tell()} trailing bytes after the record")
+    return record
+
+
+def _micros(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def event_record(event: Event) -> dict:
+    return {"id": event.id, "source": event.source, "specversion": event.specversion, "type": event.type,
+            "time": _micros(event.time), "subject": event.subject, "datacontenttype": event.datacontenttype,
+            "tenant": event.tenant, "correlationid": event.correlationid, "causationid": event.causationid,
+            "data": event.data}
+
+
+def event_from_record(r: dict) -> Event:
+    return Event(id=r["id"], source=r["source"], type=r["type"], time=r["time"], tenant=r["tenant"],
+                 data=r["data"], subject=r["subject"], datacontenttype=r["datacontenttype"],
+                 specversion=r["specversion"], correlationid=r["correlationid"], causationid=r["causationid"])
+
+
+def encode_event(event: Event) -> bytes:
+    return _write(EVENT_SCHEMA, event_record(event))
+
+
+def decode_event(value: bytes | None) -> Event:
+    return event_from_record(_read(EVENT_SCHEMA, value))
+
+
+def encode_trigger_from_body(event_body: bytes | memoryview, *, subscription: str, tenant: str,
+                             workflow: str, routed_at: datetime, idempotency_key: str,
+                             source_topic: str = "", source_partition: int = -1, source_offset: int = -1) -> bytes:
+    buf = io.BytesIO()
+    buf.write(_FRAME)
+    buf.write(event_body)
+    fastavro.schemaless_writer(buf, TRIGGER_TAIL_SCHEMA, {
+        "subscription": subscription, "tenant": tenant, "workflow": workflow, "routed_at": routed_at,
+        "idempotency_key": idempotency_key, "source_topic": source_topic,
+        "source_partition": source_partition, "source_offset": source_offset})
+    return buf.getvalue()
+
+
+def decode_trigger(value: bytes | None) -> dict:
+    record = _read(TRIGGER_SCHEMA, value)
+    record["event"] = event_from_record(record["event"])
+    return record
+
+
+def encode_subscription(record: dict) -> bytes:
+    return _write(SUBSCRIPTION_SCHEMA, record)
+
+
+def decode_subscription(value: bytes | None) -> dict:
+    return _read(SUBSCRIPTION_SCHEMA, value)

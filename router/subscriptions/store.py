@@ -1,0 +1,184 @@
+"""Subscriptions live on one compacted Kafka topic, keyed tenant/name; a tombstone deletes.
+
+`SubscriptionStore` writes (validated first: nothing invalid is ever written) and reads a snapshot.
+`LiveView` follows the topic from a background thread and keeps a `SubscriptionIndex` current, so
+changes reach a running router within a second, with no restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
+
+from ..config import Settings
+from ..envelope import codec
+from ..errors import DecodeError, KafkaError
+from ..kafka import clients
+from ..kafka.admin import Topics
+from ..matching import filters
+from ..matching.index import Entry, SubscriptionIndex
+from .model import Subscription, build, from_record
+
+logger = logging.getLogger(__name__)
+
+
+def entry_for(sub: Subscription, compiled: filters.Filter | None = None) -> Entry:
+    if compiled is None and sub.filter is not None:
+        compiled = filters.compile_filter(sub.filter)
+    return Entry(key=sub.key, name=sub.name, tenant=sub.tenant, workflow=sub.workflow,
+                 patterns=sub.patterns, filter=compiled)
+
+
+class SubscriptionStore:
+    def __init__(self, settings: Settings, topics: Topics | None = None) -> None:
+        self._settings = settings
+        self._topics = topics or Topics(settings)
+        self._topics.ensure_bus_topics()
+        self._producer = clients.producer(settings)
+
+    def put(self, *, name: str, tenant: str, workflow: str, patterns: list[str] | tuple[str, ...],
+            filter: str | None = None, enabled: bool = True) -> Subscription:
+        sub, _ = build(name=name, tenant=tenant, workflow=workflow, patterns_=patterns, filter=filter,
+                       enabled=enabled)
+        self._topics.ensure(self._settings.trigger_topic(workflow))
+        self._send(sub.key, codec.encode_subscription(sub.to_record()))
+        return sub
+
+    def delete(self, tenant: str, name: str) -> bool:
+        if self.get(tenant, name) is None:
+            return False
+        self._send(f"{tenant}/{name}", None)
+        return True
+
+    def _send(self, key: str, value: bytes | None) -> None:
+        errors: list[str] = []
+        self._producer.produce(self._settings.subscriptions_topic, key=key.encode(), value=value,
+                               on_delivery=lambda err, _msg: err and errors.append(str(err)))
+        if self._producer.flush(30) or errors:
+            raise KafkaError(f"subscription {key} was not stored: {errors or 'flush timed out'}")
+
+    def get(self, tenant: str, name: str) -> Subscription | None:
+        return self.snapshot().get(f"{tenant}/{name}")
+
+    def list(self, tenant: str | None = None) -> list[Subscription]:
+        subs = self.snapshot().values()
+        return sorted((s for s in subs if tenant is None or s.tenant == tenant), key=lambda s: s.key)
+
+    def snapshot(self) -> dict[str, Subscription]:
+        """Read the topic from the beginning up to its end as of now."""
+        state: dict[str, Subscription] = {}
+        with _reader(self._settings) as (consumer, high):
+            for msg in _drain(consumer, high, deadline=time.monotonic() + 30):
+                _apply(state, msg)
+        return state
+
+
+@contextmanager
+def _reader(settings: Settings) -> Iterator[tuple[object, int]]:
+    consumer = clients.consumer(settings, group=f"evbus.subscriptions-reader.{uuid.uuid4().hex[:8]}")
+    try:
+        tp = TopicPartition(settings.subscriptions_topic, 0, OFFSET_BEGINNING)
+        _, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        consumer.assign([tp])
+        yield consumer, high
+    except KafkaException as exc:
+        raise KafkaError(f"cannot read {settings.subscriptions_topic}: {exc}") from None
+    finally:
+        consumer.close()
+
+
+def _drain(consumer, high: int, deadline: float) -> Iterator[Message]:
+    position = 0
+    while position < high:
+        if time.monotonic() > deadline:
+            raise KafkaError(f"subscriptions topic not read to its end ({position}/{high})")
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            raise KafkaError(str(msg.error()))
+        position = msg.offset() + 1
+        yield msg
+
+
+def _apply(state: dict, msg: Message) -> Subscription | None:
+    key = msg.key().decode(errors="replace") if msg.key() else ""
+    if msg.value() is None:
+        state.pop(key, None)
+        return None
+    try:
+        sub = from_record(codec.decode_subscription(msg.value()))
+    except DecodeError as exc:
+        logger.error("unreadable subscription %s at %s[%d]@%d: %s", key, msg.topic(), msg.partition(),
+                     msg.offset(), exc)
+        return None
+    state[key] = sub
+    return sub
+
+
+class LiveView:
+    """A SubscriptionIndex kept current from the compacted topic by a background thread."""
+
+    def __init__(self, settings: Settings, on_change: Callable[[str, Subscription | None], None] | None = None):
+        self.index = SubscriptionIndex()
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self._settings = settings
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="subscriptions", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self, timeout: float = 30.0) -> "LiveView":
+        self._thread.start()
+        if not self.ready.wait(timeout):
+            raise KafkaError(f"subscriptions not loaded within {timeout:.0f}s: {self.error}")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        try:
+            with _reader(self._settings) as (consumer, high):
+                if high == 0:
+                    self.ready.set()
+                while not self._stop.is_set():
+                    self._step(consumer, high)
+        except BaseException as exc:  # surfaced by start() and by the router's health check
+            self.error = exc
+            logger.exception("subscription view stopped")
+
+    def _step(self, consumer, high: int) -> None:
+        msgs = consumer.consume(500, 0.1)
+        for msg in msgs:
+            if msg.error():
+                logger.warning("subscriptions: %s", msg.error())
+                continue
+            self._apply(msg)
+            if msg.offset() + 1 >= high:
+                self.ready.set()
+
+    def _apply(self, msg: Message) -> None:
+        key = msg.key().decode(errors="replace") if msg.key() else ""
+        state: dict[str, Subscription] = {}
+        sub = _apply(state, msg)
+        try:
+            entry = entry_for(sub) if sub is not None and sub.enabled else None
+        except Exception as exc:  # validated at write time; a record from elsewhere may still be bad
+            logger.error("subscription %s has a filter that no longer compiles: %s", key, exc)
+            entry = None
+        with self.lock:
+            if entry is None:
+                self.index.remove(key)
+            else:
+                self.index.put(entry)
+        if self._on_change:
+            self._on_change(key, sub)
