@@ -7,6 +7,7 @@ commits) are forced in `kafka/clients.py`; an override in `extra` that contradic
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,10 +27,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     bootstrap: str = Field(default_factory=default_bootstrap)
-    subscriptions_topic: str = "evbus.subscriptions"
-    deadletter_topic: str = "evbus.deadletters"
-    router_group: str = "evbus.router"
-    runner_group_prefix: str = "evbus.runner."
+    # Prefixed to every topic and group name: several buses (staging, a test run) share one cluster.
+    namespace: str = Field(default_factory=lambda: os.environ.get("EVBUS_NAMESPACE", ""),
+                           pattern=r"^([a-z0-9][a-z0-9_-]*\.)?$")
     max_event_bytes: int = 1024 * 1024
     # Partitions and replication for topics the bus creates itself.
     topic_partitions: int = 4
@@ -46,11 +46,28 @@ class Settings(BaseModel):
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
 
+    @property
+    def subscriptions_topic(self) -> str:
+        return self.namespace + "evbus.subscriptions"
+
+    @property
+    def deadletter_topic(self) -> str:
+        return self.namespace + "evbus.deadletters"
+
+    @property
+    def router_group(self) -> str:
+        return self.namespace + "evbus.router"
+
+    @property
+    def events_regex(self) -> str:
+        """What the router subscribes to: every events.<domain> topic of this namespace."""
+        return "^" + re.escape(self.namespace + EVENTS_PREFIX) + "[a-z0-9][a-z0-9_-]*$"
+
     def events_topic(self, event_type: str) -> str:
-        return EVENTS_PREFIX + event_type.split(".", 1)[0]
+        return self.namespace + EVENTS_PREFIX + event_type.split(".", 1)[0]
 
     def trigger_topic(self, workflow: str) -> str:
-        return TRIGGERS_PREFIX + workflow
+        return self.namespace + TRIGGERS_PREFIX + workflow
 
     def runner_group(self, workflow: str) -> str:
-        return self.runner_group_prefix + workflow
+        return self.namespace + "evbus.runner." + workflow

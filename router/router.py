@@ -30,7 +30,6 @@ from .ratelimit import LogLimiter
 from .subscriptions.store import LiveView
 
 logger = logging.getLogger(__name__)
-EVENTS_REGEX = r"^events\..+"
 
 
 class Router:
@@ -60,7 +59,7 @@ class Router:
                                              **{"topic.metadata.refresh.interval.ms": 1000})
             stack.callback(self.consumer.close)
             self._checkpoint = Checkpoint(self.producer, self.consumer)
-            self.consumer.subscribe([EVENTS_REGEX], on_revoke=self._on_revoke, on_lost=self._on_lost)
+            self.consumer.subscribe([self.settings.events_regex], on_revoke=self._on_revoke, on_lost=self._on_lost)
             logger.info("router %s routing events.* with %d subscriptions", self.instance, len(self.view.index))
             self._loop()
             self._commit()  # the records routed since the last commit

@@ -120,8 +120,11 @@ def decode(value: bytes | None, headers: Headers, max_bytes: int) -> Decoded:
         return _binary(value, h)
     if h.get("content-type", b"").startswith(STRUCTURED.encode()):
         return _structured(value)
-    view = codec.body(value)
     event = codec.decode_event(value)
+    if codec.version_of(value) == codec.VERSION:
+        view = codec.body(value)
+    else:  # an older writer: forward it in the current version
+        view = memoryview(codec.encode_event(event))[codec.HEADER.size:]
     try:
         check_type(event.type)
         check_tenant(event.tenant)

@@ -49,23 +49,41 @@ def _write(schema: Any, record: dict) -> bytes:
     return buf.getvalue()
 
 
-def body(value: bytes | None) -> memoryview:
-    """The Avro body of a framed value; DecodeError when the frame is not ours."""
+# Writer schemas by version, per record kind. A new version only adds fields with defaults, so a reader
+# resolves any known writer version into the current one; an unknown version is a DecodeError (the
+# router dead-letters it, to be redriven once the reader knows that version).
+WRITERS: dict[str, dict[int, Any]] = {"event": {VERSION: EVENT_SCHEMA}, "trigger": {VERSION: TRIGGER_SCHEMA},
+                                      "subscription": {VERSION: SUBSCRIPTION_SCHEMA}}
+READERS = {"event": EVENT_SCHEMA, "trigger": TRIGGER_SCHEMA, "subscription": SUBSCRIPTION_SCHEMA}
+
+
+def version_of(value: bytes | None) -> int:
     if value is None:
         raise DecodeError("empty-value", "the record has no value")
     if len(value) < HEADER.size or value[:1] != MAGIC:
         raise DecodeError("bad-frame", "value does not start with the evbus Avro frame (magic byte 0x00)")
-    _, version = HEADER.unpack_from(value)
+    return HEADER.unpack_from(value)[1]
+
+
+def body(value: bytes | None) -> memoryview:
+    """The Avro body of a framed value in the current version; DecodeError when it is not."""
+    version = version_of(value)
     if version != VERSION:
-        raise DecodeError("unknown-schema", f"schema version {version}; this reader knows {VERSION}")
+        raise DecodeError("unknown-schema", f"schema version {version}; this reader writes {VERSION}")
     return memoryview(value)[HEADER.size:]
 
 
-def _read(schema: Any, value: bytes | None) -> dict:
-    view = body(value)
+def _read(kind: str, value: bytes | None) -> dict:
+    version = version_of(value)
+    writer = WRITERS[kind].get(version)
+    if writer is None:
+        raise DecodeError("unknown-schema", f"{kind} schema version {version}; this reader knows "
+                                            f"{sorted(WRITERS[kind])}")
+    reader = READERS[kind]
+    view = memoryview(value)[HEADER.size:]
     buf = io.BytesIO(view)
     try:
-        record = fastavro.schemaless_reader(buf, schema, None)
+        record = fastavro.schemaless_reader(buf, writer, None if writer is reader else reader)
     except Exception as exc:  # fastavro raises many types on bad bytes
         raise DecodeError("bad-avro", f"{type(exc).__name__}: {exc}") from None
     if buf.tell() != len(view):
@@ -95,7 +113,7 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(value: bytes | None) -> Event:
-    return event_from_record(_read(EVENT_SCHEMA, value))
+    return event_from_record(_read("event", value))
 
 
 def encode_trigger_from_body(event_body: bytes | memoryview, *, subscription: str, tenant: str,
@@ -112,7 +130,7 @@ def encode_trigger_from_body(event_body: bytes | memoryview, *, subscription: st
 
 
 def decode_trigger(value: bytes | None) -> dict:
-    record = _read(TRIGGER_SCHEMA, value)
+    record = _read("trigger", value)
     record["event"] = event_from_record(record["event"])
     return record
 
@@ -122,4 +140,4 @@ def encode_subscription(record: dict) -> bytes:
 
 
 def decode_subscription(value: bytes | None) -> dict:
-    return _read(SUBSCRIPTION_SCHEMA, value)
+    return _read("subscription", value)

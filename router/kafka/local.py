@@ -57,7 +57,7 @@ class LocalCluster:
         return self.home / f"cluster-{self.port}" / f"node-{node_id}"
 
     def controller_port(self, node_id: int) -> int:
-        return self.port + 100 + node_id - 1
+        return self.port + 1000 + node_id - 1
 
 
 def fetch(cluster: LocalCluster) -> Path:
@@ -150,9 +150,10 @@ def up(cluster: LocalCluster, timeout: float = 120.0) -> str:
     """Start every node (idempotent) and wait until each logs that it is ready."""
     if status(cluster)["running"]:
         return cluster.bootstrap
-    for i in range(cluster.nodes):
-        if _port_open(cluster.port + i):
-            raise ConfigError(f"port {cluster.port + i} is taken by another process; pick another with --port")
+    for node_id in range(1, cluster.nodes + 1):
+        for port in (cluster.port + node_id - 1, cluster.controller_port(node_id)):
+            if _port_open(port):
+                raise ConfigError(f"port {port} is taken by another process; pick another with --port")
     fetch(cluster)
     _format(cluster)
     pids, logs = [], []

@@ -18,8 +18,15 @@ from cel_expr_python.ext.ext_strings import ExtStrings
 from ..errors import SubscriptionError
 
 MAX_FILTER_CHARS = 4096
+# `meta.*` are declared one by one (CEL resolves qualified names), so a typo such as `meta.tpye` is a
+# compile error, and `meta.time` is a real timestamp (the binding cannot nest one inside a map).
+META_TYPES = {
+    "id": cel.Type.STRING, "source": cel.Type.STRING, "type": cel.Type.STRING, "tenant": cel.Type.STRING,
+    "specversion": cel.Type.STRING, "datacontenttype": cel.Type.STRING, "time": cel.Type.TIMESTAMP,
+    "subject": cel.Type.DYN, "correlationid": cel.Type.DYN, "causationid": cel.Type.DYN,
+}
 _ENV = cel.NewEnv(
-    variables={"event": cel.Type.DYN, "meta": cel.Type.Map(cel.Type.STRING, cel.Type.DYN)},
+    variables={"event": cel.Type.DYN, **{f"meta.{k}": t for k, t in META_TYPES.items()}},
     extensions=[ExtStrings()],
 )
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*)")
@@ -73,4 +80,6 @@ def compile_filter(text: str) -> Filter:
 
 def activation(payload: Any, meta: dict[str, Any]) -> Any:
     """Bind one event once; every candidate filter for that event evaluates against it."""
-    return _ENV.Activation(data={"event": payload, "meta": meta})
+    data = {f"meta.{k}": v for k, v in meta.items()}
+    data["event"] = payload
+    return _ENV.Activation(data=data)

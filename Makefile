@@ -1,0 +1,51 @@
+# Two commands for a newcomer: `make demo` and `make test`. Everything else they need is installed here.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install system-deps demo test test-unit test-kafka broker-up broker-down bench chaos clean
+
+help:
+	@echo "make demo   - start a local Kafka broker, the router and the seed's workflows; show what fired"
+	@echo "make test   - the whole suite against a real broker that the run starts and stops"
+	@echo "make bench  - routing benchmarks (QUICK=1 for the smoke version)"
+
+# Java 17+ and Maven fetch and run the Kafka broker; installed from Debian's packages when missing.
+system-deps:
+	@if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then \
+	  echo "installing Java and Maven (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven; \
+	fi
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: system-deps $(STAMP)
+
+demo: install
+	$(VENV)/bin/evbus demo
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -m "not kafka" $(PYTEST_ARGS)
+
+test-kafka: install
+	$(PY) -m pytest -m kafka $(PYTEST_ARGS)
+
+broker-up: install
+	$(VENV)/bin/evbus kafka up
+
+broker-down: install
+	$(VENV)/bin/evbus kafka down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis bench-results chaos-results
