@@ -13,7 +13,7 @@ from .. import metrics
 from .. import router as router_mod
 from .. import runner as runner_mod
 from ..errors import ConfigError
-from .common import bootstrap_option, handle_errors, settings
+from .common import bootstrap_option, handle_errors, long_running, settings
 
 
 @click.command()
@@ -26,6 +26,7 @@ from .common import bootstrap_option, handle_errors, settings
 @handle_errors
 def route(instance, metrics_port, batch_size, commit_interval, bootstrap) -> None:
     """Route events.* to triggers.<workflow> by subscription, exactly once, until SIGTERM."""
+    long_running()
     metrics.serve(metrics_port)
     router_mod.run(settings(bootstrap), instance=instance, batch_size=batch_size, commit_interval=commit_interval)
 
@@ -53,6 +54,7 @@ def load_app(app: str) -> None:
 @handle_errors
 def work(app, only, metrics_port, bootstrap) -> None:
     """Run the workflows that APP (module or file.py) registers with @workflow, until SIGTERM."""
+    long_running()
     load_app(app)
     handlers = runner_mod.registered()
     missing = set(only) - set(handlers)

@@ -39,13 +39,13 @@ class SubscriptionStore:
     def __init__(self, settings: Settings, topics: Topics | None = None) -> None:
         self._settings = settings
         self._topics = topics or Topics(settings)
-        self._topics.ensure_bus_topics()
         self._producer = clients.producer(settings)
 
     def put(self, *, name: str, tenant: str, workflow: str, patterns: list[str] | tuple[str, ...],
             filter: str | None = None, enabled: bool = True) -> Subscription:
         sub, _ = build(name=name, tenant=tenant, workflow=workflow, patterns_=patterns, filter=filter,
-                       enabled=enabled)
+                       enabled=enabled)  # validated before anything touches Kafka
+        self._topics.ensure_bus_topics()
         self._topics.ensure(self._settings.trigger_topic(workflow))
         self._send(sub.key, codec.encode_subscription(sub.to_record()))
         return sub
@@ -73,6 +73,7 @@ class SubscriptionStore:
     def snapshot(self) -> dict[str, Subscription]:
         """Read the topic from the beginning up to its end as of now."""
         state: dict[str, Subscription] = {}
+        self._topics.ensure_bus_topics()
         with _reader(self._settings) as (consumer, high):
             for msg in _drain(consumer, high, deadline=time.monotonic() + 30):
                 _apply(state, msg)

@@ -1,0 +1,8 @@
+"""A workflow whose handler always fails, for the dead-letter tests."""
+
+from router import Trigger, workflow
+
+
+@workflow("boom")
+def boom(trigger: Trigger) -> None:
+    raise RuntimeError("always fails")
