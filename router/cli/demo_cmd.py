@@ -123,10 +123,14 @@ def _report(ids: list[str], fired: list[dict]) -> bool:
     click.echo("• what fired:")
     ok = True
     for event_id, (tenant, type_, data, want) in zip(ids, EVENTS):
-        got = {f["workflow"] for f in fired if f["event_id"] == event_id}
-        mark = "✓" if got == want else "✗"
+        runs = [f for f in fired if f["event_id"] == event_id]
+        got = {f["workflow"] for f in runs}
         ok &= got == want
-        what = ", ".join(sorted(got)) or "nothing"
-        click.echo(f"    {mark} {tenant:7} {type_:17} {json.dumps(data)[:60]:60} → {what}")
+        who = data.get("name") or data.get("job")
+        detail = ", ".join(f"{k}={v}" for k, v in data.items() if k in ("department", "severity"))
+        click.echo(f"    {'✓' if got == want else '✗'} {tenant:7} {type_:17} {who:15} {detail:21}"
+                   f" → {', '.join(sorted(got)) or 'nothing'}")
+        for f in sorted(runs, key=lambda f: f["workflow"]):
+            click.echo(f"        [{f['workflow']}] {f['action']}")
     click.echo("• all outcomes as the seed asks" if ok else "• UNEXPECTED outcome: see ✗ above")
     return ok
