@@ -31,8 +31,7 @@ logger = logging.getLogger(__name__)
 def entry_for(sub: Subscription, compiled: filters.Filter | None = None) -> Entry:
     if compiled is None and sub.filter is not None:
         compiled = filters.compile_filter(sub.filter)
-    return Entry(key=sub.key, name=sub.name, tenant=sub.tenant, workflow=sub.workflow,
-                 patterns=sub.patterns, filter=compiled)
+    return Entry.build(sub.key, sub.name, sub.tenant, sub.workflow, sub.patterns, compiled)
 
 
 class SubscriptionStore:

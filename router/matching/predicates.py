@@ -1,0 +1,316 @@
+"""A filter as a tree of predicates over single fields, evaluated with CEL's three-valued logic.
+
+`analyse(text)` turns a filter into `And`/`Or`/`Not` over `Pred` leaves (`event.a.b == "x"`, `in [..]`,
+numeric ranges, `has()`, `startsWith()`/`endsWith()`/`contains()`, `"x" in event.list`, a bare boolean
+field) and `Opaque` for everything else. A tree with no `Opaque` is *captured*: `evaluate()` gives CEL's
+answer (True, False or ERROR) without the CEL engine. `anchors()` gives conditions of which at least one
+must hold for the filter to be true: the index files the subscription under them.
+
+Semantics follow cel-spec on JSON values: heterogeneous equality (`1 == 1.0`, `"1" != 1`, `true != 1`),
+ordering only between numbers (anything else is an error), a missing field is an error, `&&`/`||` are
+commutative and absorb an error when the other side decides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from . import celparse as p
+
+ERROR = object()  # CEL's error value: a missing field, no matching overload
+Path = tuple[Any, ...]  # ("event", "a", 0, "b") or ("meta", "type")
+
+
+@dataclass(frozen=True)
+class Pred:
+    kind: str  # eq ne in cmp has str contains truthy
+    path: Path
+    arg: Any = None
+    op: str = ""
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Any
+
+
+@dataclass(frozen=True)
+class Const:
+    value: bool
+
+
+@dataclass(frozen=True)
+class Opaque:
+    pass
+
+
+OPAQUE = Opaque()
+SCALARS = ("int", "uint", "double", "string", "bool", "null")
+FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
+
+
+def _path(node: Any) -> Path | None:
+    steps: list[Any] = []
+    while True:
+        if isinstance(node, p.Select):
+            steps.append(node.field)
+            node = node.operand
+        elif isinstance(node, p.Index) and isinstance(node.index, p.Lit) and node.index.kind in ("string", "int"):
+            steps.append(node.index.value)
+            node = node.operand
+        elif isinstance(node, p.Ident):
+            if node.name == "event":
+                return ("event", *reversed(steps))
+            if node.name == "meta" and len(steps) == 1:
+                return ("meta", steps[0])
+            return None
+        else:
+            return None
+
+
+def _scalar(node: Any) -> p.Lit | None:
+    return node if isinstance(node, p.Lit) and node.kind in SCALARS else None
+
+
+def _compare(fn: str, left: Any, right: Any) -> Any:
+    op = fn[1:-1]
+    lpath, rpath, llit, rlit = _path(left), _path(right), _scalar(left), _scalar(right)
+    if lpath is None and rpath is not None:
+        lpath, rlit, op = rpath, llit, FLIP.get(op, op)
+    if lpath is None or rlit is None:
+        return OPAQUE
+    if op == "==":
+        return Pred("eq", lpath, rlit.value)
+    if op == "!=":
+        return Not(Pred("eq", lpath, rlit.value))
+    if rlit.kind in ("int", "uint", "double"):
+        return Pred("cmp", lpath, rlit.value, op)
+    return OPAQUE
+
+
+def _convert(node: Any) -> Any:
+    if isinstance(node, p.Lit) and node.kind == "bool":
+        return Const(node.value)
+    if not isinstance(node, p.Call):
+        path = _path(node)
+        return Pred("truthy", path) if path is not None else OPAQUE
+    fn, args = node.function, node.args
+    if fn == "_&&_":
+        return And(tuple(_convert(a) for a in args))
+    if fn == "_||_":
+        return Or(tuple(_convert(a) for a in args))
+    if fn == "!_":
+        return Not(_convert(args[0]))
+    if fn in ("_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_"):
+        return _compare(fn, *args)
+    if fn == "@in":
+        return _in(*args)
+    if fn == "has" and node.target is None and len(args) == 1 and isinstance(args[0], p.Select):
+        path = _path(args[0])
+        return Pred("has", path) if path is not None and path[0] == "event" else OPAQUE
+    if fn in ("startsWith", "endsWith", "contains") and node.target is not None and len(args) == 1:
+        path, lit = _path(node.target), args[0]
+        if path is not None and isinstance(lit, p.Lit) and lit.kind == "string":
+            return Pred("str", path, lit.value, fn)
+    return OPAQUE
+
+
+def _in(left: Any, right: Any) -> Any:
+    lpath, rpath = _path(left), _path(right)
+    if lpath is not None and isinstance(right, p.ListLit):
+        lits = [_scalar(i) for i in right.items]
+        if all(lit is not None for lit in lits):
+            return Pred("in", lpath, tuple(lit.value for lit in lits))
+    if rpath is not None and _scalar(left) is not None:
+        return Pred("contains", rpath, left.value)
+    return OPAQUE
+
+
+def _flatten(node: Any) -> Any:
+    if isinstance(node, (And, Or)):
+        kind = type(node)
+        items: list[Any] = []
+        for item in map(_flatten, node.items):
+            items.extend(item.items if isinstance(item, kind) else (item,))
+        return kind(tuple(items))
+    if isinstance(node, Not):
+        return Not(_flatten(node.item))
+    return node
+
+
+def analyse(text: str) -> Any:
+    """The predicate tree of a filter; a lone OPAQUE when the analyser cannot read it."""
+    try:
+        return _flatten(_convert(p.parse(text)))
+    except p.ParseFailure:
+        return OPAQUE
+
+
+def captured(node: Any) -> bool:
+    if isinstance(node, (And, Or)):
+        return all(captured(i) for i in node.items)
+    if isinstance(node, Not):
+        return captured(node.item)
+    return not isinstance(node, Opaque)
+
+
+# ---- evaluation ---------------------------------------------------------------------------------------
+
+def resolve(path: Path, event: Any, meta: dict) -> Any:
+    if path[0] == "meta":
+        return meta[path[1]]
+    value = event
+    for step in path[1:]:
+        if isinstance(value, dict):
+            if not isinstance(step, str) or step not in value:
+                return ERROR
+            value = value[step]
+        elif isinstance(value, list) and type(step) is int:
+            if not -1 < step < len(value):
+                return ERROR
+            value = value[step]
+        else:
+            return ERROR
+    return value
+
+
+def _number(v: Any) -> bool:
+    return (type(v) is int or type(v) is float)
+
+
+def equal(v: Any, lit: Any) -> bool:
+    """CEL heterogeneous equality between a JSON value and a scalar literal."""
+    if lit is None:
+        return v is None
+    if type(lit) is bool:
+        return type(v) is bool and v == lit
+    if type(lit) is str:
+        return type(v) is str and v == lit
+    return _number(v) and v == lit
+
+
+def _pred(pr: Pred, event: Any, meta: dict) -> Any:
+    kind = pr.kind
+    if kind == "has":
+        parent = resolve(pr.path[:-1], event, meta) if len(pr.path) > 2 else event
+        if isinstance(parent, dict):
+            return isinstance(pr.path[-1], str) and pr.path[-1] in parent
+        return ERROR
+    v = resolve(pr.path, event, meta)
+    if v is ERROR:
+        return ERROR
+    if kind == "eq":
+        return equal(v, pr.arg)
+    if kind == "in":
+        return any(equal(v, lit) for lit in pr.arg)
+    if kind == "cmp":
+        if not _number(v):
+            return ERROR
+        return {"<": v < pr.arg, "<=": v <= pr.arg, ">": v > pr.arg, ">=": v >= pr.arg}[pr.op]
+    if kind == "truthy":
+        return v if type(v) is bool else ERROR
+    if kind == "str":
+        if type(v) is not str:
+            return ERROR
+        return getattr(v, {"startsWith": "startswith", "endsWith": "endswith", "contains": "__contains__"}[pr.op])(pr.arg)
+    if kind == "contains":
+        if type(v) is list:
+            return any(equal(x, pr.arg) for x in v)
+        if type(v) is dict:  # keys are strings; a null key has no overload at all
+            return ERROR if pr.arg is None else type(pr.arg) is str and pr.arg in v
+        return ERROR
+    raise AssertionError(kind)
+
+
+def evaluate(node: Any, event: Any, meta: dict) -> Any:
+    """True, False or ERROR, as CEL would answer, for a captured tree."""
+    t = type(node)
+    if t is Pred:
+        return _pred(node, event, meta)
+    if t is And:
+        error = False
+        for item in node.items:
+            r = evaluate(item, event, meta)
+            if r is False:
+                return False
+            error = error or r is ERROR
+        return ERROR if error else True
+    if t is Or:
+        error = False
+        for item in node.items:
+            r = evaluate(item, event, meta)
+            if r is True:
+                return True
+            error = error or r is ERROR
+        return ERROR if error else False
+    if t is Not:
+        r = evaluate(node.item, event, meta)
+        return r if r is ERROR else not r
+    if t is Const:
+        return node.value
+    raise AssertionError("evaluate() on an opaque tree")
+
+
+# ---- anchors ------------------------------------------------------------------------------------------
+
+HAS = ("has",)
+
+
+def key(value: Any) -> Any:
+    """The equality index key: equal under CEL's heterogeneous equality ⇔ equal keys. None: never equal."""
+    t = type(value)
+    if t is str:
+        return ("s", value)
+    if t is bool:
+        return ("b", value)
+    if t is int:
+        return ("n", value)
+    if t is float:
+        if math.isnan(value):
+            return None
+        return ("n", int(value)) if value.is_integer() else ("n", value)
+    if value is None:
+        return ("z",)
+    return None
+
+
+def anchors(node: Any) -> list[tuple[Path, Any]] | None:
+    """Conditions (path, key or HAS) of which one holds whenever the filter is true; None: no such set."""
+    t = type(node)
+    if t is Pred:
+        if node.kind == "eq":
+            k = key(node.arg)
+            return [(node.path, k)] if k is not None else []
+        if node.kind == "in":
+            return [(node.path, k) for k in map(key, node.arg) if k is not None]
+        if node.kind == "truthy":
+            return [(node.path, key(True))]
+        if node.kind == "has":
+            return [(node.path, HAS)]
+        return None
+    if t is And:
+        options = [a for a in map(anchors, node.items) if a is not None]
+        if not options:
+            return None
+        # equality before presence, then fewest conditions
+        return min(options, key=lambda a: (any(k is HAS for _, k in a), len(a)))
+    if t is Or:
+        parts = [anchors(i) for i in node.items]
+        if any(a is None for a in parts):
+            return None
+        return [c for part in parts for c in part]
+    if t is Const:
+        return None if node.value else []
+    return None
