@@ -4,6 +4,10 @@ One consumer group over every `events.*` topic (a regex subscription, so a new d
 the next metadata refresh). Per event: tenant scope → pattern → filter → one trigger per matching
 subscription on `triggers.<workflow>`, keyed by the event's key. A record that is not a valid event goes
 to the dead-letter topic, in the same transaction, with headers saying why and where it came from.
+
+A transaction that cannot be delivered (a trigger too large for the cluster, a topic the router may not
+write) is aborted and its records are routed again one per transaction; the one that fails alone is
+dead-lettered with reason `undeliverable`. Nothing is skipped and the router does not stall on it.
 """
 
 from __future__ import annotations
@@ -24,30 +28,37 @@ from .envelope.cloudevents import Decoded
 from .errors import DecodeError
 from .kafka import clients
 from .kafka.admin import Topics
-from .kafka.transaction import Checkpoint, classify, fatal
+from .kafka.transaction import Checkpoint, DeliveryFailed, classify, fatal
 from .matching.index import MatchResult
 from .ratelimit import LogLimiter
 from .subscriptions.store import LiveView
 
 logger = logging.getLogger(__name__)
+DLQ_VALUE_LIMIT = clients.MAX_MESSAGE_BYTES - 128 * 1024  # room for the dead letter's own headers
 
 
 class Router:
     def __init__(self, settings: Settings, *, instance: str | None = None, batch_size: int = 500,
-                 commit_interval: float = 0.1, poll_timeout: float = 0.05) -> None:
+                 commit_interval: float = 0.05, idle_poll: float = 0.2) -> None:
         self.settings = settings
         self.instance = instance or socket.gethostname()
         self.batch_size = batch_size
         self.commit_interval = commit_interval
-        self.poll_timeout = poll_timeout
+        self.idle_poll = idle_poll
         self.topics = Topics(settings)
-        self.view = LiveView(settings)
+        self.view = LiveView(settings, before_apply=self._prepare)
         self._stopping = False
         self._filter_log = LogLimiter(logger)
         self._checkpoint: Checkpoint | None = None
+        self._isolate = 0  # records to route one per transaction after an undeliverable transaction
+        self._isolated_retries = 0
 
     def stop(self, *_: object) -> None:
         self._stopping = True
+
+    def _prepare(self, sub) -> None:
+        """Create a subscription's trigger topic before it can match: never inside a transaction."""
+        self.topics.ensure(self.settings.trigger_topic(sub.workflow))
 
     def run(self) -> None:
         self.topics.ensure_bus_topics()
@@ -65,13 +76,24 @@ class Router:
             self._commit()  # the records routed since the last commit
             logger.info("router %s stopped cleanly", self.instance)
 
+    def _poll(self, timeout: float) -> list[Message]:
+        """Wait for the first record only, then take what is already fetched: never wait for a full batch."""
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.batch_size - 1, 0)]
+
     def _loop(self) -> None:
         cp = self._checkpoint
         assert cp is not None
         while not self._stopping:
             if self.view.error is not None:
                 raise RuntimeError(f"subscription view failed: {self.view.error}")
-            for msg in self.consumer.consume(self.batch_size, self.poll_timeout):
+            if self._isolate:
+                self._route_isolated()
+                continue
+            wait = self.idle_poll if cp.pending == 0 else max(0.0, cp.opened_at + self.commit_interval - time.monotonic())
+            for msg in self._poll(wait):
                 self._route(msg)
                 cp.pending += 1
             if cp.pending and (cp.pending >= self.batch_size
@@ -81,14 +103,62 @@ class Router:
     def _commit(self) -> None:
         cp = self._checkpoint
         assert cp is not None
+        pending = cp.pending
         try:
             cp.commit()
-        except KafkaException as exc:
-            kind = classify(exc)
-            if kind == "fatal":
-                raise fatal(exc) from None
-            logger.warning("commit failed (%s), aborting: %s", kind, exc)
+        except DeliveryFailed as exc:
+            logger.warning("transaction of %d records not delivered (%s); aborting, then routing them one "
+                           "per transaction", pending, exc)
+            self._isolate = max(self._isolate, pending)
             cp.abort()
+        except KafkaException as exc:
+            if classify(exc) == "fatal":
+                raise fatal(exc) from None
+            logger.warning("commit failed, aborting and rewinding: %s", exc)
+            cp.abort()
+
+    def _route_isolated(self) -> None:
+        cp = self._checkpoint
+        assert cp is not None
+        msg = self.consumer.poll(self.idle_poll)
+        if msg is None:
+            return
+        self._isolate -= 1
+        self._route(msg)
+        cp.pending += 1
+        try:
+            cp.commit()
+            self._isolated_retries = 0
+            return
+        except DeliveryFailed as exc:
+            if not exc.permanent:
+                self._retry_isolated(msg, exc)
+                return
+            cp.abort(rewind=False)  # the position stays after msg: it is dead-lettered instead
+            reason = str(exc)
+        except KafkaException as exc:
+            if classify(exc) == "fatal":
+                raise fatal(exc) from None
+            self._retry_isolated(msg, exc)
+            return
+        for keep_value in (True, False):
+            self._dead_letter(msg, "undeliverable", reason, keep_value=keep_value)
+            cp.pending += 1
+            try:
+                cp.commit()
+                return
+            except DeliveryFailed as exc:
+                cp.abort(rewind=False)
+                reason = f"{reason}; the dead letter with its value failed too: {exc}"
+        raise fatal(RuntimeError(f"cannot dead-letter {_where(msg)}: {reason}"))
+
+    def _retry_isolated(self, msg: Message, exc: Exception) -> None:
+        self._isolated_retries += 1
+        if self._isolated_retries > 5:
+            raise fatal(RuntimeError(f"{_where(msg)} failed 5 times for passing reasons; last: {exc}"))
+        logger.warning("%s not delivered for a passing reason, routing it again: %s", _where(msg), exc)
+        self._isolate += 1
+        self._checkpoint.abort()
 
     def _on_revoke(self, consumer, partitions) -> None:
         logger.info("partitions revoked: %s; committing what was routed", _tps(partitions))
@@ -97,33 +167,35 @@ class Router:
     def _on_lost(self, consumer, partitions) -> None:
         logger.warning("partitions lost: %s; aborting the open transaction", _tps(partitions))
         if self._checkpoint is not None:
-            self._checkpoint.abort()
+            self._checkpoint.abort(rewind=False)
 
     def _route(self, msg: Message) -> None:
         if msg.error():
             logger.warning("consumer error: %s", msg.error())
             return
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        metrics.EVENTS_CONSUMED.labels(topic).inc()
+        metrics.EVENTS_CONSUMED.labels(msg.topic()).inc()
         try:
             decoded = decode(msg.value(), msg.headers(), self.settings.max_event_bytes)
         except DecodeError as exc:
             self._dead_letter(msg, exc.reason, exc.detail)
             return
+        except UnicodeDecodeError as exc:  # a header name that is not UTF-8 (confluent-kafka decodes them)
+            self._dead_letter(msg, "bad-headers", str(exc))
+            return
         event = decoded.event
         with self.view.lock:
             result = self.view.index.match(event.tenant, event.type, event.payload, event.meta)
-        self._report(result, decoded, f"{topic}[{partition}]@{offset}")
+        self._report(result, decoded, msg)
         now = datetime.now(timezone.utc)
         for entry in result.matched:
             self._produce_trigger(msg, decoded, entry, now)
         metrics.ROUTING_LATENCY.observe(max(0.0, (now - event.time).total_seconds()))
 
-    def _report(self, result: MatchResult, decoded: Decoded, where: str) -> None:
+    def _report(self, result: MatchResult, decoded: Decoded, msg: Message) -> None:
         for entry, error in result.errors:
             metrics.FILTER_ERRORS.labels(entry.tenant, entry.name).inc()
             self._filter_log.warning("filter of %s failed on %s (%s): %s; counted as no match",
-                                     entry.key, decoded.event.id, where, error)
+                                     entry.key, decoded.event.id, _where(msg), error)
 
     def _produce_trigger(self, msg: Message, decoded: Decoded, entry, now: datetime) -> None:
         key = f"{decoded.event.id}:{entry.name}"
@@ -132,22 +204,28 @@ class Router:
             routed_at=now, idempotency_key=key, source_topic=msg.topic(), source_partition=msg.partition(),
             source_offset=msg.offset())
         topic = self.settings.trigger_topic(entry.workflow)
-        self.topics.ensure(topic)
+        self.topics.ensure(topic)  # cached: created when the subscription arrived
         headers = [("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode()),
                    ("evbus-idempotency-key", key.encode())]
         self._produce(topic, msg.key(), value, headers)
         metrics.MATCHES.labels(entry.tenant, entry.name).inc()
         metrics.TRIGGERS_ROUTED.labels(entry.workflow).inc()
 
-    def _dead_letter(self, msg: Message, reason: str, detail: str) -> None:
-        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
-        logger.warning("dead-lettering %s: %s: %s", where, reason, detail)
-        headers = list(msg.headers() or []) + [
-            ("evbus-dlq-reason", reason.encode()), ("evbus-dlq-detail", detail[:2000].encode()),
-            ("evbus-dlq-topic", msg.topic().encode()), ("evbus-dlq-partition", str(msg.partition()).encode()),
-            ("evbus-dlq-offset", str(msg.offset()).encode()),
-            ("evbus-dlq-time", datetime.now(timezone.utc).isoformat().encode())]
-        self._produce(self.settings.deadletter_topic, msg.key(), msg.value(), headers)
+    def _dead_letter(self, msg: Message, reason: str, detail: str, keep_value: bool = True) -> None:
+        logger.warning("dead-lettering %s: %s: %s", _where(msg), reason, detail)
+        value = msg.value()
+        try:
+            headers = list(msg.headers() or [])
+        except UnicodeDecodeError:
+            headers = []
+        if value is not None and (len(value) > DLQ_VALUE_LIMIT or not keep_value):
+            headers.append(("evbus-dlq-value-dropped", str(len(value)).encode()))
+            value = None
+        headers += [("evbus-dlq-reason", reason.encode()), ("evbus-dlq-detail", detail[:2000].encode()),
+                    ("evbus-dlq-topic", msg.topic().encode()), ("evbus-dlq-partition", str(msg.partition()).encode()),
+                    ("evbus-dlq-offset", str(msg.offset()).encode()),
+                    ("evbus-dlq-time", datetime.now(timezone.utc).isoformat().encode())]
+        self._produce(self.settings.deadletter_topic, msg.key(), value, headers)
         metrics.DEAD_LETTERS.labels(reason).inc()
 
     def _produce(self, topic: str, key, value, headers) -> None:
@@ -159,6 +237,13 @@ class Router:
                 return
             except BufferError:  # the local queue is full: let deliveries drain, then retry
                 self.producer.poll(0.1)
+            except KafkaException as exc:  # refused before sending (e.g. too large): the commit fails on it
+                self._checkpoint.on_delivery(exc.args[0], None)
+                return
+
+
+def _where(msg: Message) -> str:
+    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
 def _tps(partitions) -> str:

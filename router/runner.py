@@ -27,13 +27,13 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import KafkaException, Message, TopicPartition
 
 from . import metrics
 from .config import Settings
 from .envelope import codec
 from .envelope.model import Event
-from .errors import DecodeError
+from .errors import DecodeError, KafkaError
 from .kafka import clients
 from .kafka.admin import Topics
 
@@ -151,9 +151,12 @@ class WorkflowWorker:
             ("evbus-dlq-attempts", str(attempts).encode()), ("evbus-dlq-topic", msg.topic().encode()),
             ("evbus-dlq-partition", str(msg.partition()).encode()), ("evbus-dlq-offset", str(msg.offset()).encode()),
             ("evbus-dlq-time", datetime.now(timezone.utc).isoformat().encode())]
-        self.producer.produce(self.dlq_topic, value=msg.value(), key=msg.key(), headers=headers)
-        if self.producer.flush(30):
-            raise KafkaException(f"dead letter for {msg.topic()}[{msg.partition()}]@{msg.offset()} not acknowledged")
+        errors: list = []
+        self.producer.produce(self.dlq_topic, value=msg.value(), key=msg.key(), headers=headers,
+                              on_delivery=lambda err, _m: err and errors.append(err))
+        if self.producer.flush(30) or errors:  # not acknowledged: stop before its offset is committed
+            raise KafkaError(f"dead letter for {msg.topic()}[{msg.partition()}]@{msg.offset()} not "
+                             f"acknowledged: {errors or 'flush timed out'}")
         metrics.TRIGGERS_HANDLED.labels(self.name, "dead-lettered").inc()
 
     def run(self) -> None:
@@ -162,19 +165,35 @@ class WorkflowWorker:
             consumer.subscribe([self.topic])
             logger.info("workflow %s consuming %s", self.name, self.topic)
             while not self.stopping.is_set():
-                msgs = consumer.consume(self.batch_size, 0.1)
-                for msg in msgs:
+                handled = []
+                for msg in consumer.consume(self.batch_size, 0.1):
                     if msg.error():
                         logger.warning("%s: %s", self.topic, msg.error())
                         continue
+                    if self.stopping.is_set():
+                        break  # drain: what is not handled yet is redelivered after the restart
                     self.delivery.deliver(msg)
-                if msgs:
-                    consumer.commit(asynchronous=False)
+                    handled.append(msg)
+                self._commit(consumer, handled)
         except BaseException as exc:
             self.error = exc
             logger.exception("workflow %s stopped on an error", self.name)
         finally:
             consumer.close()
+
+    def _commit(self, consumer, handled: list[Message]) -> None:
+        """Commit past the handled triggers only; what was read but not handled is read again."""
+        if not handled:
+            return
+        last: dict[tuple[str, int], int] = {}
+        for msg in handled:
+            last[(msg.topic(), msg.partition())] = msg.offset() + 1
+        offsets = [TopicPartition(t, p, o) for (t, p), o in last.items()]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # e.g. a rebalance took the partition: its new owner redelivers
+            logger.warning("%s: commit of %s failed, those triggers will be delivered again: %s", self.name,
+                           ", ".join(f"{o.topic}[{o.partition}]@{o.offset}" for o in offsets), exc)
 
 
 def run(settings: Settings, handlers: dict[str, Handler]) -> None:

@@ -21,7 +21,8 @@ from .common import bootstrap_option, handle_errors, long_running, settings
               "Default: the host name.")
 @click.option("--metrics-port", type=int, default=9464, show_default=True, help="Prometheus port; 0 = off.")
 @click.option("--batch-size", type=int, default=500, show_default=True)
-@click.option("--commit-interval", type=float, default=0.1, show_default=True, help="Seconds per transaction.")
+@click.option("--commit-interval", type=float, default=0.05, show_default=True,
+              help="Longest a transaction stays open, in seconds: the latency a trigger may wait for its commit.")
 @bootstrap_option
 @handle_errors
 def route(instance, metrics_port, batch_size, commit_interval, bootstrap) -> None:

@@ -50,9 +50,11 @@ def _time(value: Any) -> datetime:
     text = _text(value, "time")
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise DecodeError("invalid-attribute", f"time {text!r} is not RFC 3339") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed.timestamp()  # representable as the Avro timestamp
+    except (ValueError, OverflowError):
+        raise DecodeError("invalid-attribute", f"time {text!r} is not an RFC 3339 time in range") from None
+    return parsed
 
 
 def _json_data(raw: bytes) -> bytes:
@@ -107,7 +109,10 @@ def _structured(value: bytes | None) -> Decoded:
         except (ValueError, TypeError):
             raise DecodeError("invalid-json", "data_base64 is not base64") from None
     else:
-        data = orjson.dumps(doc.get("data"))
+        try:
+            data = orjson.dumps(doc.get("data"))
+        except TypeError as exc:  # nesting beyond orjson's limit
+            raise DecodeError("invalid-json", f"data cannot be re-encoded: {exc}") from None
     return _build(doc, data, "structured")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -24,6 +25,7 @@ class Topics:
         self._known: set[str] = set()
         self._lock = threading.Lock()
         self._timeout = timeout
+        self._listed_at = 0.0
 
     def list(self) -> set[str]:
         try:
@@ -38,7 +40,10 @@ class Topics:
         with self._lock:
             if name in self._known:
                 return
-            if name not in self.list():
+            if time.monotonic() - self._listed_at > 1.0:  # one listing serves a burst of new names
+                self._known |= self.list()
+                self._listed_at = time.monotonic()
+            if name not in self._known:
                 self._create(name, partitions or self._settings.topic_partitions, config or {})
             self._known.add(name)
 

@@ -29,8 +29,9 @@ def producer_config(settings: Settings, transactional_id: str | None = None, **e
                             "message.max.bytes": MAX_MESSAGE_BYTES, "compression.type": "lz4"}
     if transactional_id:
         base["transactional.id"] = transactional_id
-        # A crashed holder's open transaction blocks read_committed readers until it times out or is fenced.
-        base["transaction.timeout.ms"] = 10000
+        # An open transaction of a crashed router blocks read_committed readers until it is fenced (a restart
+        # with the same transactional id does that at once) or times out. Every blocking call stays below it.
+        base["transaction.timeout.ms"] = 60000
     return _merge(base, FORCED_PRODUCER, {**settings.extra.get("producer", {}), **extra})
 
 

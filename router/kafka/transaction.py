@@ -1,13 +1,14 @@
 """The transaction boundary of the router: what it consumed and what it produced commit together.
 
 `Checkpoint.commit()` does, in order:
-  1. flush the producer; fail if anything is undelivered (errors are latched by the delivery callback);
+  1. flush the producer; raise DeliveryFailed if anything is undelivered (the delivery callback latches
+     errors), so the caller aborts and can isolate the record that cannot be delivered;
   2. send the consumer's positions with its group metadata (KIP-447: a fenced or zombie instance cannot
      commit offsets for partitions it no longer owns);
-  3. commit the transaction;
+  3. commit the transaction (a retriable failure repeats the same call, as librdkafka asks);
   4. begin the next one.
-On an abortable error the caller calls `abort()`, which aborts and rewinds the consumer to its committed
-offsets, so the records are read and routed again in a new transaction.
+`abort()` aborts and, unless told otherwise, rewinds every assigned partition to its committed offset,
+so the records are read and routed again in a new transaction. Errors are classified in `classify()`.
 """
 
 from __future__ import annotations
@@ -15,79 +16,117 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaError as CKError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError as CKError, KafkaException, Producer, TopicPartition
 
 from ..errors import KafkaError
 from ..metrics import TRANSACTIONS
 
 logger = logging.getLogger(__name__)
+TIMEOUT = 45.0  # below transaction.timeout.ms (60 s): a blocked call never outlives its transaction
+ATTEMPTS = 5
+# Not the record's fault: purged by an abort or an epoch bump, or timed out. Routing it again will do.
+TRANSIENT = {CKError._PURGE_QUEUE, CKError._PURGE_INFLIGHT, CKError._MSG_TIMED_OUT, CKError._TIMED_OUT}
+
+
+class DeliveryFailed(Exception):
+    """Records of the open transaction were not delivered; `permanent` when routing again cannot help."""
+
+    def __init__(self, errors: list[CKError], remaining: int) -> None:
+        self.errors = errors
+        self.permanent = any(e.code() not in TRANSIENT and not e.retriable() for e in errors)
+        summary = "; ".join(f"{e.name()}: {e.str()}" for e in errors[:3])
+        super().__init__(f"{len(errors)} undelivered ({remaining} still queued): {summary or 'flush timed out'}")
 
 
 class Checkpoint:
-    def __init__(self, producer: Producer, consumer: Consumer, timeout: float = 30.0) -> None:
+    def __init__(self, producer: Producer, consumer: Consumer) -> None:
         self._producer = producer
         self._consumer = consumer
-        self._timeout = timeout
-        self._delivery_errors: list[str] = []
+        self._delivery_errors: list[CKError] = []
         self.pending = 0  # records consumed since the last commit
         self.opened_at = time.monotonic()
-        self._producer.init_transactions(timeout)
+        self.generation = 0
+        self.on_delivery = self._callback(0)
+        _retry(lambda: self._producer.init_transactions(TIMEOUT), "init_transactions")
         self._begin()
 
-    def on_delivery(self, err: CKError | None, msg) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+    def _callback(self, generation: int):
+        """The delivery callback for one transaction: reports of an aborted one (purged records, which
+        arrive during a later flush) must not fail the next."""
+        def on_delivery(err: CKError | None, msg) -> None:
+            if err is not None and generation == self.generation:
+                self._delivery_errors.append(err)
+        return on_delivery
 
     def _begin(self) -> None:
         self._producer.begin_transaction()
         self.pending = 0
         self.opened_at = time.monotonic()
+        self.generation += 1
+        self.on_delivery = self._callback(self.generation)
 
     def commit(self) -> None:
         if self.pending == 0:
             return
-        remaining = self._producer.flush(self._timeout)
+        remaining = self._producer.flush(TIMEOUT)
         if remaining or self._delivery_errors:
-            errors, self._delivery_errors = self._delivery_errors, []
-            raise KafkaException(CKError(CKError._INVALID_ARG if not errors else CKError._MSG_TIMED_OUT,
-                                         f"undelivered before commit: {remaining} queued, errors {errors[:3]}",
-                                         txn_requires_abort=True))
+            raise DeliveryFailed(list(self._delivery_errors), remaining)
         positions = [tp for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0]
-        self._producer.send_offsets_to_transaction(positions, self._consumer.consumer_group_metadata(),
-                                                   self._timeout)
-        self._producer.commit_transaction(self._timeout)
+        metadata = self._consumer.consumer_group_metadata()
+        _retry(lambda: self._producer.send_offsets_to_transaction(positions, metadata, TIMEOUT), "send_offsets")
+        _retry(lambda: self._producer.commit_transaction(TIMEOUT), "commit_transaction")
         TRANSACTIONS.labels("commit").inc()
         self._begin()
 
-    def abort(self) -> None:
-        """Abort the open transaction and rewind every assigned partition to its committed offset."""
-        self._delivery_errors = []
+    def abort(self, rewind: bool = True) -> None:
+        """Abort the open transaction; rewind every assigned partition to its committed offset."""
         try:
-            self._producer.abort_transaction(self._timeout)
+            _retry(lambda: self._producer.abort_transaction(TIMEOUT), "abort_transaction")
         finally:
             TRANSACTIONS.labels("abort").inc()
+            self._delivery_errors = []  # after the abort: it purges the queue and calls back with errors
+        try:
+            if rewind:
+                self._rewind()
+        finally:
+            self._begin()
+
+    def _rewind(self) -> None:
         assignment = self._consumer.assignment()
-        if assignment:
-            for tp in self._consumer.committed(assignment, timeout=self._timeout):
-                offset = tp.offset if tp.offset >= 0 else -2  # OFFSET_BEGINNING when nothing committed
-                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        logger.warning("transaction aborted; rewound %d partitions to committed offsets", len(assignment))
-        self._begin()
+        if not assignment:
+            return
+        for tp in self._consumer.committed(assignment, timeout=TIMEOUT):
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING  # nothing committed yet
+            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        logger.warning("transaction aborted; rewound %d partitions to their committed offsets", len(assignment))
+
+
+def _retry(call, what: str):
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return call()
+        except KafkaException as exc:
+            if classify(exc) != "retry" or attempt == ATTEMPTS:
+                raise
+            logger.warning("%s failed (attempt %d/%d, retrying): %s", what, attempt, ATTEMPTS, exc)
+            time.sleep(min(2.0, 0.1 * 2 ** attempt))
 
 
 def classify(exc: KafkaException) -> str:
-    """'abort' (abort and rewind), 'retry' (same call again) or 'fatal' (stop; a supervisor restarts)."""
+    """'retry' (the same call again), 'abort' (abort and rewind) or 'fatal' (stop; a supervisor restarts)."""
     err = exc.args[0] if exc.args else None
     if not isinstance(err, CKError):
         return "fatal"
     if err.fatal() or err.code() in (CKError._FENCED, CKError.PRODUCER_FENCED, CKError.INVALID_PRODUCER_EPOCH):
         return "fatal"
-    if err.txn_requires_abort():
-        return "abort"
     if err.retriable():
         return "retry"
+    if err.txn_requires_abort():
+        return "abort"
     return "fatal"
 
 
-def fatal(exc: KafkaException) -> KafkaError:
+def fatal(exc: BaseException) -> KafkaError:
     return KafkaError(f"unrecoverable Kafka error, stopping: {exc}")

@@ -74,7 +74,7 @@ class SubscriptionStore:
         state: dict[str, Subscription] = {}
         self._topics.ensure_bus_topics()
         with _reader(self._settings) as (consumer, high):
-            for msg in _drain(consumer, high, deadline=time.monotonic() + 30):
+            for msg in _drain(consumer, self._settings.subscriptions_topic, high, deadline=time.monotonic() + 30):
                 _apply(state, msg)
         return state
 
@@ -93,18 +93,16 @@ def _reader(settings: Settings) -> Iterator[tuple[object, int]]:
         consumer.close()
 
 
-def _drain(consumer, high: int, deadline: float) -> Iterator[Message]:
-    position = 0
-    while position < high:
+def _drain(consumer, topic: str, high: int, deadline: float) -> Iterator[Message]:
+    """Records up to the end offset `high`, by position (a compacted topic has gaps in its offsets)."""
+    tp = TopicPartition(topic, 0)
+    while high > 0 and consumer.position([tp])[0].offset < high:
         if time.monotonic() > deadline:
-            raise KafkaError(f"subscriptions topic not read to its end ({position}/{high})")
-        msg = consumer.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            raise KafkaError(str(msg.error()))
-        position = msg.offset() + 1
-        yield msg
+            raise KafkaError(f"{topic} not read to its end ({consumer.position([tp])[0].offset}/{high})")
+        for msg in consumer.consume(500, 0.2):
+            if msg.error():
+                raise KafkaError(str(msg.error()))
+            yield msg
 
 
 def _apply(state: dict, msg: Message) -> Subscription | None:
@@ -125,11 +123,13 @@ def _apply(state: dict, msg: Message) -> Subscription | None:
 class LiveView:
     """A SubscriptionIndex kept current from the compacted topic by a background thread."""
 
-    def __init__(self, settings: Settings, on_change: Callable[[str, Subscription | None], None] | None = None):
+    def __init__(self, settings: Settings, before_apply: Callable[[Subscription], None] | None = None,
+                 on_change: Callable[[str, Subscription | None], None] | None = None):
         self.index = SubscriptionIndex()
         self.lock = threading.Lock()
         self.ready = threading.Event()
         self._settings = settings
+        self._before_apply = before_apply
         self._on_change = on_change
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="subscriptions", daemon=True)
@@ -148,37 +148,46 @@ class LiveView:
     def _run(self) -> None:
         try:
             with _reader(self._settings) as (consumer, high):
-                if high == 0:
-                    self.ready.set()
+                tp = TopicPartition(self._settings.subscriptions_topic, 0)
                 while not self._stop.is_set():
-                    self._step(consumer, high)
-        except BaseException as exc:  # surfaced by start() and by the router's health check
+                    for msg in consumer.consume(500, 0.1):
+                        if msg.error():
+                            logger.warning("subscriptions: %s", msg.error())
+                        else:
+                            self._apply(msg)
+                    if not self.ready.is_set() and (high == 0 or consumer.position([tp])[0].offset >= high):
+                        self.ready.set()
+        except BaseException as exc:  # surfaced by start() and by the router's loop
             self.error = exc
             logger.exception("subscription view stopped")
 
-    def _step(self, consumer, high: int) -> None:
-        msgs = consumer.consume(500, 0.1)
-        for msg in msgs:
-            if msg.error():
-                logger.warning("subscriptions: %s", msg.error())
-                continue
-            self._apply(msg)
-            if msg.offset() + 1 >= high:
-                self.ready.set()
-
     def _apply(self, msg: Message) -> None:
         key = msg.key().decode(errors="replace") if msg.key() else ""
-        state: dict[str, Subscription] = {}
-        sub = _apply(state, msg)
+        if msg.value() is None:
+            self._put(key, None)
+            if self._on_change:
+                self._on_change(key, None)
+            return
         try:
-            entry = entry_for(sub) if sub is not None and sub.enabled else None
-        except Exception as exc:  # validated at write time; a record from elsewhere may still be bad
-            logger.error("subscription %s has a filter that no longer compiles: %s", key, exc)
+            sub = from_record(codec.decode_subscription(msg.value()))
             entry = None
+            if sub.enabled:
+                build(name=sub.name, tenant=sub.tenant, workflow=sub.workflow, patterns_=list(sub.patterns),
+                      filter=sub.filter)  # records from other writers are validated here too
+                if self._before_apply:
+                    self._before_apply(sub)
+                entry = entry_for(sub)
+        except Exception as exc:  # keep what was there: an unreadable record must not unsubscribe anyone
+            logger.error("subscription %s at %s[%d]@%d not applied, the previous version stays: %s",
+                         key, msg.topic(), msg.partition(), msg.offset(), exc)
+            return
+        self._put(key, entry)
+        if self._on_change:
+            self._on_change(key, sub)
+
+    def _put(self, key: str, entry: Entry | None) -> None:
         with self.lock:
             if entry is None:
                 self.index.remove(key)
             else:
                 self.index.put(entry)
-        if self._on_change:
-            self._on_change(key, sub)
