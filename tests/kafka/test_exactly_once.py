@@ -5,6 +5,8 @@ reader and the watermarks show that the killed router's open transaction was rea
 from __future__ import annotations
 
 import collections
+import threading
+import time
 
 from router import Publisher, SubscriptionStore
 from router.envelope import codec
@@ -13,7 +15,8 @@ from tests.harness import read_all, wait_until, watermarks
 EVENTS = 20_000
 
 
-def committed_count(bus, topic: str) -> int:
+def log_end(bus, topic: str) -> int:
+    """Sum of high watermarks: data records, committed or not, plus transaction markers."""
     return sum(high for _, high in watermarks(bus, topic, bus.topic_partitions))
 
 
@@ -22,18 +25,29 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(bus, spawn):
     store.put(name="all", tenant="acme", workflow="eos-all", patterns=["load.*"])
     store.put(name="thirds", tenant="acme", workflow="eos-thirds", patterns=["load.generated"],
               filter="event.n % 3 == 0")
-    with Publisher(bus) as pub:
-        ids = [pub.publish("load.generated", {"n": n}, tenant="acme", key=str(n % 97)) for n in range(EVENTS)]
-    assert len(pub.acked) == EVENTS
-    expected = {(i, "all") for i in ids} | {(i, "thirds") for n, i in enumerate(ids) if n % 3 == 0}
+    ids: list[str] = []
 
-    # long transactions, so that the kill lands inside one with records already produced
-    args = ("route", "--instance", "eos", "--metrics-port", "0", "--batch-size", "2000", "--commit-interval", "1")
+    def publish(numbers) -> None:
+        with Publisher(bus) as pub:
+            for n in numbers:
+                ids.append(pub.publish("load.generated", {"n": n}, tenant="acme", key=str(n % 97)))
+                if n % 500 == 0:
+                    pub.flush()
+                    time.sleep(0.05)  # a steady stream while the router works
+
+    publish(range(EVENTS // 2))
+    # transactions close on time only (1 s), so the kill lands inside one with records already produced
+    args = ("route", "--instance", "eos", "--metrics-port", "0", "--batch-size", "1000000", "--commit-interval", "1")
     first = spawn(*args, name="router-1", ready="routing events.*")
+    second_half = threading.Thread(target=publish, args=(range(EVENTS // 2, EVENTS),))
+    second_half.start()
     all_topic = bus.trigger_topic("eos-all")
-    wait_until(lambda: committed_count(bus, all_topic) > 4000, 120, "the first router to route 4,000 events")
+    wait_until(lambda: log_end(bus, all_topic) > 12_000, 120, "the first router to route 12,000 events")
     first.kill()
     spawn(*args, name="router-2", ready="routing events.*")
+    second_half.join()
+    assert len(ids) == EVENTS
+    expected = {(i, "all") for i in ids} | {(ids[n], "thirds") for n in range(0, EVENTS, 3)}
 
     seen = collections.Counter()
     committed = 0
@@ -52,8 +66,8 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(bus, spawn):
     # them) but not visible to read_committed. Watermarks count data records plus commit/abort markers.
     uncommitted = sum(len(read_all(bus, bus.trigger_topic(wf), timeout=60, idle=3, isolation="read_uncommitted"))
                       for wf in ("eos-all", "eos-thirds"))
-    log_end = committed_count(bus, all_topic) + committed_count(bus, bus.trigger_topic("eos-thirds"))
+    end = log_end(bus, all_topic) + log_end(bus, bus.trigger_topic("eos-thirds"))
     print(f"\nexactly-once: {len(expected)} expected triggers, {committed} read_committed, "
-          f"{uncommitted} read_uncommitted ({uncommitted - committed} aborted), log end offsets {log_end}")
+          f"{uncommitted} read_uncommitted ({uncommitted - committed} aborted), log end offsets {end}")
     assert uncommitted > committed == len(expected), (uncommitted, committed)
-    assert log_end > uncommitted  # the rest are transaction markers, aborts among them
+    assert end > uncommitted  # the rest are transaction markers, aborts among them
