@@ -33,6 +33,9 @@ class Settings(BaseModel):
     max_event_bytes: int = 1024 * 1024
     # Partitions and replication for topics the bus creates itself.
     topic_partitions: int = 4
+    # Trigger topics: one per workflow. Each partition a transaction touches costs the router a little at
+    # commit time; many workflows with few partitions each keep transactions cheap (docs/benchmarks.md).
+    trigger_partitions: int = 4
     replication_factor: int = 1
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -43,6 +46,8 @@ class Settings(BaseModel):
             env["replication_factor"] = int(os.environ["EVBUS_REPLICATION"])
         if "EVBUS_PARTITIONS" in os.environ:
             env["topic_partitions"] = int(os.environ["EVBUS_PARTITIONS"])
+        if "EVBUS_TRIGGER_PARTITIONS" in os.environ:
+            env["trigger_partitions"] = int(os.environ["EVBUS_TRIGGER_PARTITIONS"])
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
 

@@ -39,8 +39,11 @@ DLQ_VALUE_LIMIT = clients.MAX_MESSAGE_BYTES - 128 * 1024  # room for the dead le
 
 class Router:
     def __init__(self, settings: Settings, *, instance: str | None = None, batch_size: int = 500,
-                 commit_interval: float = 0.05, idle_poll: float = 0.2) -> None:
+                 commit_interval: float = 0.05, idle_poll: float = 0.2, group: str | None = None,
+                 max_buffered: int = 5000) -> None:
         self.settings = settings
+        self.max_buffered = max_buffered
+        self.group = group or settings.router_group
         self.instance = instance or socket.gethostname()
         self.batch_size = batch_size
         self.commit_interval = commit_interval
@@ -58,7 +61,7 @@ class Router:
 
     def _prepare(self, sub) -> None:
         """Create a subscription's trigger topic before it can match: never inside a transaction."""
-        self.topics.ensure(self.settings.trigger_topic(sub.workflow))
+        self.topics.ensure(self.settings.trigger_topic(sub.workflow), partitions=self.settings.trigger_partitions)
 
     def run(self) -> None:
         self.topics.ensure_bus_topics()
@@ -66,10 +69,10 @@ class Router:
             self.view.start()
             stack.callback(self.view.stop)
             self.producer = clients.producer(self.settings, transactional_id=f"evbus-router-{self.instance}")
-            self.consumer = clients.consumer(self.settings, self.settings.router_group,
+            self.consumer = clients.consumer(self.settings, self.group,
                                              **{"topic.metadata.refresh.interval.ms": 1000})
             stack.callback(self.consumer.close)
-            self._checkpoint = Checkpoint(self.producer, self.consumer)
+            self._checkpoint = Checkpoint(self.producer, self.consumer, self.max_buffered)
             self.consumer.subscribe([self.settings.events_regex], on_revoke=self._on_revoke, on_lost=self._on_lost)
             logger.info("router %s routing events.* with %d subscriptions", self.instance, len(self.view.index))
             self._loop()
@@ -204,7 +207,7 @@ class Router:
             routed_at=now, idempotency_key=key, source_topic=msg.topic(), source_partition=msg.partition(),
             source_offset=msg.offset())
         topic = self.settings.trigger_topic(entry.workflow)
-        self.topics.ensure(topic)  # cached: created when the subscription arrived
+        self.topics.ensure(topic, partitions=self.settings.trigger_partitions)  # cached: made with the subscription
         headers = [("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode()),
                    ("evbus-idempotency-key", key.encode())]
         self._produce(topic, msg.key(), value, headers)
@@ -230,16 +233,7 @@ class Router:
 
     def _produce(self, topic: str, key, value, headers) -> None:
         assert self._checkpoint is not None
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, headers=headers,
-                                      on_delivery=self._checkpoint.on_delivery)
-                return
-            except BufferError:  # the local queue is full: let deliveries drain, then retry
-                self.producer.poll(0.1)
-            except KafkaException as exc:  # refused before sending (e.g. too large): the commit fails on it
-                self._checkpoint.on_delivery(exc.args[0], None)
-                return
+        self._checkpoint.send(topic, key, value, headers)
 
 
 def _where(msg: Message) -> str:

@@ -23,13 +23,17 @@ from .common import bootstrap_option, handle_errors, long_running, settings
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("--commit-interval", type=float, default=0.05, show_default=True,
               help="Longest a transaction stays open, in seconds: the latency a trigger may wait for its commit.")
+@click.option("--max-buffered", type=int, default=5000, show_default=True,
+              help="Records a transaction holds before handing them to the producer (all at commit time "
+                   "when fewer: its partitions then join the transaction in one round trip).")
 @bootstrap_option
 @handle_errors
-def route(instance, metrics_port, batch_size, commit_interval, bootstrap) -> None:
+def route(instance, metrics_port, batch_size, commit_interval, max_buffered, bootstrap) -> None:
     """Route events.* to triggers.<workflow> by subscription, exactly once, until SIGTERM."""
     long_running()
     metrics.serve(metrics_port)
-    router_mod.run(settings(bootstrap), instance=instance, batch_size=batch_size, commit_interval=commit_interval)
+    router_mod.run(settings(bootstrap), instance=instance, batch_size=batch_size, commit_interval=commit_interval,
+                   max_buffered=max_buffered)
 
 
 def load_app(app: str) -> None:

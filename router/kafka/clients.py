@@ -32,6 +32,8 @@ def producer_config(settings: Settings, transactional_id: str | None = None, **e
         # An open transaction of a crashed router blocks read_committed readers until it is fenced (a restart
         # with the same transactional id does that at once) or times out. Every blocking call stays below it.
         base["transaction.timeout.ms"] = 60000
+        base["retry.backoff.ms"] = 5
+        base["retry.backoff.max.ms"] = 50
     return _merge(base, FORCED_PRODUCER, {**settings.extra.get("producer", {}), **extra})
 
 

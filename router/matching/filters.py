@@ -62,8 +62,16 @@ def _compile_error(text: str, exc: Exception) -> SubscriptionError:
     return SubscriptionError(what.strip(), field="filter", position=column)
 
 
+_COMPILED: dict[str, Filter] = {}
+_COMPILED_MAX = 4096  # a cache, not a registry: the index keeps what it needs
+
+
 def compile_filter(text: str) -> Filter:
-    """Compile and type-check a filter, or SubscriptionError naming the problem and its column."""
+    """Compile and type-check a filter, or SubscriptionError naming the problem and its column.
+    Identical filters (common across tenants) share one compiled program."""
+    cached = _COMPILED.get(text) if isinstance(text, str) else None
+    if cached is not None:
+        return cached
     if not isinstance(text, str) or not text.strip():
         raise SubscriptionError("filter is empty; leave it out to match every event", field="filter")
     if len(text) > MAX_FILTER_CHARS:
@@ -75,7 +83,10 @@ def compile_filter(text: str) -> Filter:
     kind = program.return_type()
     if kind != cel.Type.BOOL and kind != cel.Type.DYN:
         raise SubscriptionError(f"filter yields {kind.name()}, not bool", field="filter", position=1)
-    return Filter(text, program)
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()
+    compiled = _COMPILED[text] = Filter(text, program)
+    return compiled
 
 
 def activation(payload: Any, meta: dict[str, Any]) -> Any:

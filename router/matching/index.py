@@ -1,20 +1,23 @@
 """The subscription index: "who gets this event?" without visiting every subscription.
 
-    tenant ──▶ pattern trie ──▶ buckets (one per tenant and pattern)
-                                  ├── scan:  subscriptions with no anchor (no filter, or ranges only, ...)
-                                  ├── eq:    path → value key → subscriptions   (`event.dept == "Finance"`,
-                                  │                                               `event.sev in ["a", "b"]`)
-                                  └── has:   path → subscriptions               (`has(event.manager)`)
+    event type ──▶ pattern trie (all tenants' patterns, cached per type)
+                     └─▶ per pattern: tenant ──▶ bucket
+                                                  ├── scan: subscriptions with no anchor (no filter, ranges only…)
+                                                  ├── eq:   path → value key → subscriptions
+                                                  │         (`event.dept == "Finance"`, `event.sev in ["a", "b"]`)
+                                                  └── has:  path → subscriptions  (`has(event.manager)`)
 
 An anchor is a condition that must hold for the filter to be true (predicates.anchors), so looking up
 the event's values in `eq` and `has` finds every subscription that can match, and usually few others.
 A filter the analyser captures entirely is decided in Python with CEL's semantics, without the engine;
-the rest are evaluated by the CEL engine, only when an anchor already holds. Adding, changing or removing
-a subscription touches only its own buckets. Pure: no Kafka, no clocks.
+the rest are evaluated by the CEL engine, only when an anchor already holds. Tenant scope is structural:
+a bucket belongs to one tenant. Adding, changing or removing a subscription touches only its own buckets.
+Pure: no Kafka, no clocks.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +25,21 @@ from typing import Any
 from . import predicates as pr
 from .filters import Filter, FilterError, activation
 from .patterns import PatternTrie
+
+_ANALYSED: dict[str, tuple[Any, Any]] = {}  # filter text → (decide function or None, anchors): shared
+
+
+def _analyse(text: str) -> tuple[Any, Any]:
+    found = _ANALYSED.get(text)
+    if found is None:
+        tree = pr.analyse(text)
+        anchors = pr.anchors(tree)
+        found = (pr.compile_tree(tree) if pr.captured(tree) else None,
+                 tuple(dict.fromkeys(anchors)) if anchors is not None else None)
+        if len(_ANALYSED) >= 65536:
+            _ANALYSED.clear()
+        _ANALYSED[text] = found
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,17 +49,20 @@ class Entry:
     tenant: str
     workflow: str
     patterns: tuple[str, ...]
-    filter: Filter | None
-    tree: Any = None  # the filter's predicate tree (predicates.analyse)
+    filtered: bool  # has a filter at all
+    filter_text: str | None = None
+    decide: Any = None  # the captured filter as a function (event, meta) → True/False/ERROR
+    program: Filter | None = None  # the CEL program, kept only when the filter is not captured
     anchors: tuple | None = None  # None: filed under scan
 
     @classmethod
     def build(cls, key: str, name: str, tenant: str, workflow: str, patterns: tuple[str, ...],
               filter: Filter | None) -> "Entry":
-        tree = pr.analyse(filter.text) if filter is not None else None
-        anchors = pr.anchors(tree) if tree is not None else None
-        return cls(key, name, tenant, workflow, patterns, filter, tree if tree is not None and pr.captured(tree)
-                   else None, tuple(dict.fromkeys(anchors)) if anchors is not None else None)
+        if filter is None:
+            return cls(key, name, tenant, workflow, patterns, False)
+        decide, anchors = _analyse(filter.text)
+        return cls(key, name, tenant, workflow, patterns, True, sys.intern(filter.text), decide,
+                   None if decide else filter, anchors)
 
 
 @dataclass(slots=True)
@@ -52,6 +73,8 @@ class MatchResult:
 
 
 class Bucket:
+    """One tenant's subscriptions on one pattern."""
+
     __slots__ = ("scan", "eq", "has", "size", "scan_filtered")
 
     def __init__(self) -> None:
@@ -65,7 +88,7 @@ class Bucket:
         self.size += 1
         if entry.anchors is None:
             self.scan.add(entry.key)
-            self.scan_filtered += entry.filter is not None
+            self.scan_filtered += entry.filtered
             return
         for path, k in entry.anchors:
             if k is pr.HAS:
@@ -77,7 +100,7 @@ class Bucket:
         self.size -= 1
         if entry.anchors is None:
             self.scan.discard(entry.key)
-            self.scan_filtered -= entry.filter is not None
+            self.scan_filtered -= entry.filtered
             return
         for path, k in entry.anchors:
             if k is pr.HAS:
@@ -96,15 +119,19 @@ class Bucket:
                         del self.eq[path]
 
     def candidates(self, out: set[str], event: Any, meta: dict) -> None:
-        out |= self.scan
+        if self.scan:
+            out |= self.scan
+        is_dict = type(event) is dict
         for path, table in self.eq.items():
-            v = pr.resolve(path, event, meta)
+            if is_dict and len(path) == 2 and path[0] == "event":  # the common case, inlined
+                v = event.get(path[1], pr.ERROR)
+            else:
+                v = pr.resolve(path, event, meta)
             if v is not pr.ERROR:
-                k = pr.key(v)
-                if k is not None:
-                    hit = table.get(k)
-                    if hit:
-                        out |= hit
+                t = type(v)
+                hit = table.get(v if t is str or t is int or t is float else pr.key(v))
+                if hit:
+                    out |= hit
         for path, keys in self.has.items():
             if pr.evaluate(pr.Pred("has", path), event, meta) is True:
                 out |= keys
@@ -113,8 +140,9 @@ class Bucket:
 class SubscriptionIndex:
     def __init__(self, entries: Iterable[Entry] = ()) -> None:
         self._entries: dict[str, Entry] = {}
-        self._tries: dict[str, PatternTrie] = {}
-        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._trie = PatternTrie()  # every pattern in use, by any tenant
+        self._tenants: dict[str, dict[str, Bucket]] = {}  # pattern → tenant → bucket
+        self._by_type: dict[str, tuple[dict[str, Bucket], ...]] = {}  # cache: type → matching patterns' maps
         for entry in entries:
             self.put(entry)
 
@@ -134,31 +162,40 @@ class SubscriptionIndex:
         """Add or replace one subscription; only its own buckets change."""
         self.remove(entry.key)
         self._entries[entry.key] = entry
-        trie = self._tries.setdefault(entry.tenant, PatternTrie())
         for pattern in entry.patterns:
-            bucket = self._buckets.get((entry.tenant, pattern))
+            tenants = self._tenants.get(pattern)
+            if tenants is None:
+                tenants = self._tenants[pattern] = {}
+                self._trie.add(pattern, pattern)
+                self._by_type.clear()  # a new pattern: cached type lookups may miss it
+            bucket = tenants.get(entry.tenant)
             if bucket is None:
-                bucket = self._buckets[(entry.tenant, pattern)] = Bucket()
-                trie.add(pattern, bucket)
+                bucket = tenants[entry.tenant] = Bucket()
             bucket.add(entry)
 
     def remove(self, key: str) -> None:
         old = self._entries.pop(key, None)
         if old is None:
             return
-        trie = self._tries[old.tenant]
         for pattern in old.patterns:
-            bucket = self._buckets[(old.tenant, pattern)]
+            tenants = self._tenants[pattern]
+            bucket = tenants[old.tenant]
             bucket.remove(old)
             if bucket.size == 0:
-                del self._buckets[(old.tenant, pattern)]
-                trie.remove(pattern, bucket)
-        if not len(trie):
-            del self._tries[old.tenant]
+                del tenants[old.tenant]
+                if not tenants:
+                    del self._tenants[pattern]
+                    self._trie.remove(pattern, pattern)
+                    self._by_type.clear()
 
     def buckets(self, tenant: str, event_type: str) -> list[Bucket]:
-        trie = self._tries.get(tenant)
-        return list(trie.match(event_type)) if trie is not None else []
+        maps = self._by_type.get(event_type)
+        if maps is None:
+            maps = tuple(self._tenants[p] for p in self._trie.match(event_type))
+            if len(self._by_type) >= 100_000:
+                self._by_type.clear()
+            self._by_type[event_type] = maps
+        return [m[tenant] for m in maps if tenant in m]
 
     def candidates(self, tenant: str, event_type: str, event: Any = None, meta: dict | None = None) -> list[Entry]:
         keys: set[str] = set()
@@ -168,24 +205,29 @@ class SubscriptionIndex:
 
     def match(self, tenant: str, event_type: str, payload: Callable[[], Any],
               meta: Callable[[], dict[str, Any]]) -> MatchResult:
-        """Candidates by tenant, pattern and anchors; then captured trees or CEL. An error is no match."""
+        """Candidates by type, tenant and anchors; then captured filters or CEL. An error is no match."""
         result = MatchResult()
         buckets = self.buckets(tenant, event_type)
         if not buckets:
             return result
-        needs_data = any(b.eq or b.has or b.scan_filtered for b in buckets)
+        needs_data = False
+        for b in buckets:
+            if b.eq or b.has or b.scan_filtered:
+                needs_data = True
+                break
         event, meta_ = (payload(), meta()) if needs_data else (None, {})
         keys: set[str] = set()
         for bucket in buckets:
             bucket.candidates(keys, event, meta_)
         bound = None
-        for k in sorted(keys):
-            entry = self._entries[k]
-            if entry.filter is None:
+        entries = self._entries
+        for k in sorted(keys) if len(keys) > 1 else keys:
+            entry = entries[k]
+            if not entry.filtered:
                 result.matched.append(entry)
                 continue
-            if entry.tree is not None:
-                outcome = pr.evaluate(entry.tree, event, meta_)
+            if entry.decide is not None:
+                outcome = entry.decide(event, meta_)
                 if outcome is True:
                     result.matched.append(entry)
                 elif outcome is pr.ERROR:
@@ -195,7 +237,7 @@ class SubscriptionIndex:
                 if bound is None:
                     bound = activation(event, meta_)
                 result.evaluated += 1
-                if entry.filter(bound):
+                if entry.program(bound):
                     result.matched.append(entry)
             except FilterError as exc:
                 result.errors.append((entry, str(exc)))

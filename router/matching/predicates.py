@@ -1,8 +1,9 @@
 """A filter as a tree of predicates over single fields, evaluated with CEL's three-valued logic.
 
 `analyse(text)` turns a filter into `And`/`Or`/`Not` over `Pred` leaves (`event.a.b == "x"`, `in [..]`,
-numeric ranges, `has()`, `startsWith()`/`endsWith()`/`contains()`, `"x" in event.list`, a bare boolean
-field) and `Opaque` for everything else. A tree with no `Opaque` is *captured*: `evaluate()` gives CEL's
+numeric ranges, `has()`, `startsWith()`/`endsWith()`/`contains()`, `matches()` (RE2, as CEL itself uses:
+linear time, no catastrophic backtracking), `size()` compared with a number, `"x" in event.list`, a bare
+boolean field) and `Opaque` for everything else. A tree with no `Opaque` is *captured*: `evaluate()` gives CEL's
 answer (True, False or ERROR) without the CEL engine. `anchors()` gives conditions of which at least one
 must hold for the filter to be true: the index files the subscription under them.
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import re2
 
 from . import celparse as p
 
@@ -84,8 +87,24 @@ def _scalar(node: Any) -> p.Lit | None:
     return node if isinstance(node, p.Lit) and node.kind in SCALARS else None
 
 
+def _size_of(node: Any) -> Path | None:
+    """The path in `size(path)` or `path.size()`."""
+    if isinstance(node, p.Call) and node.function == "size":
+        arg = node.target if node.target is not None and not node.args else (
+            node.args[0] if node.target is None and len(node.args) == 1 else None)
+        return _path(arg) if arg is not None else None
+    return None
+
+
 def _compare(fn: str, left: Any, right: Any) -> Any:
     op = fn[1:-1]
+    lsize, rsize = _size_of(left), _size_of(right)
+    if lsize is not None or rsize is not None:
+        path, lit = (lsize, _scalar(right)) if lsize is not None else (rsize, _scalar(left))
+        op = op if lsize is not None else FLIP.get(op, op)
+        if path is None or lit is None or lit.kind not in ("int", "uint", "double"):
+            return OPAQUE
+        return Pred("size", path, lit.value, op)
     lpath, rpath, llit, rlit = _path(left), _path(right), _scalar(left), _scalar(right)
     if lpath is None and rpath is not None:
         lpath, rlit, op = rpath, llit, FLIP.get(op, op)
@@ -124,7 +143,25 @@ def _convert(node: Any) -> Any:
         path, lit = _path(node.target), args[0]
         if path is not None and isinstance(lit, p.Lit) and lit.kind == "string":
             return Pred("str", path, lit.value, fn)
+    if fn == "matches" and len(args) == (1 if node.target is not None else 2):
+        target, lit = (node.target, args[0]) if node.target is not None else args
+        path = _path(target)
+        if path is not None and isinstance(lit, p.Lit) and lit.kind == "string":
+            try:
+                return Pred("matches", path, _regex(lit.value))
+            except re2.error:
+                return OPAQUE  # the engine reports it, as CEL does
     return OPAQUE
+
+
+_REGEXES: dict[str, Any] = {}
+
+
+def _regex(pattern: str) -> Any:
+    compiled = _REGEXES.get(pattern)
+    if compiled is None:
+        compiled = _REGEXES[pattern] = re2.compile(pattern)
+    return compiled
 
 
 def _in(left: Any, right: Any) -> Any:
@@ -171,6 +208,9 @@ def captured(node: Any) -> bool:
 def resolve(path: Path, event: Any, meta: dict) -> Any:
     if path[0] == "meta":
         return meta[path[1]]
+    if len(path) == 2 and type(event) is dict:  # the common case: a top-level field
+        step = path[1]
+        return event.get(step, ERROR) if type(step) is str else ERROR
     value = event
     for step in path[1:]:
         if isinstance(value, dict):
@@ -225,6 +265,16 @@ def _pred(pr: Pred, event: Any, meta: dict) -> Any:
         if type(v) is not str:
             return ERROR
         return getattr(v, {"startsWith": "startswith", "endsWith": "endswith", "contains": "__contains__"}[pr.op])(pr.arg)
+    if kind == "matches":
+        if type(v) is not str:
+            return ERROR
+        return pr.arg.search(v) is not None
+    if kind == "size":
+        if type(v) not in (str, list, dict):
+            return ERROR
+        n = len(v)
+        return {"<": n < pr.arg, "<=": n <= pr.arg, ">": n > pr.arg, ">=": n >= pr.arg, "==": n == pr.arg,
+                "!=": n != pr.arg}[pr.op]
     if kind == "contains":
         if type(v) is list:
             return any(equal(x, pr.arg) for x in v)
@@ -268,21 +318,20 @@ def evaluate(node: Any, event: Any, meta: dict) -> Any:
 HAS = ("has",)
 
 
+_NULL_KEY = ("null",)
+
+
 def key(value: Any) -> Any:
-    """The equality index key: equal under CEL's heterogeneous equality ⇔ equal keys. None: never equal."""
+    """The equality index key: equal keys ⇔ equal under CEL's heterogeneous equality; None: never equal.
+    Python's own dict equality already agrees for strings and numbers (1 == 1.0, 2**53 + 1 != 2.0**53, NaN
+    equals nothing); only bools (True == 1 in Python) and null need a tag."""
     t = type(value)
-    if t is str:
-        return ("s", value)
+    if t is str or t is int or t is float:
+        return value
     if t is bool:
-        return ("b", value)
-    if t is int:
-        return ("n", value)
-    if t is float:
-        if math.isnan(value):
-            return None
-        return ("n", int(value)) if value.is_integer() else ("n", value)
+        return ("bool", value)
     if value is None:
-        return ("z",)
+        return _NULL_KEY
     return None
 
 
@@ -314,3 +363,67 @@ def anchors(node: Any) -> list[tuple[Path, Any]] | None:
     if t is Const:
         return None if node.value else []
     return None
+
+
+# ---- compilation to closures: the same semantics as evaluate(), without walking the tree per event ----
+
+def compile_tree(node: Any):
+    """A function (event, meta) → True, False or ERROR, equal to `evaluate(node, ...)`."""
+    t = type(node)
+    if t is Pred:
+        return _compile_pred(node)
+    if t is Const:
+        value = node.value
+        return lambda event, meta: value
+    if t is Not:
+        inner = compile_tree(node.item)
+
+        def negate(event, meta):
+            r = inner(event, meta)
+            return r if r is ERROR else not r
+        return negate
+    parts = tuple(compile_tree(i) for i in node.items)
+    if t is And:
+        def conjunction(event, meta):
+            error = False
+            for part in parts:
+                r = part(event, meta)
+                if r is False:
+                    return False
+                if r is ERROR:
+                    error = True
+            return ERROR if error else True
+        return conjunction
+    if t is Or:
+        def disjunction(event, meta):
+            error = False
+            for part in parts:
+                r = part(event, meta)
+                if r is True:
+                    return True
+                if r is ERROR:
+                    error = True
+            return ERROR if error else False
+        return disjunction
+    raise AssertionError("compile_tree() on an opaque tree")
+
+
+def _compile_pred(pr: Pred):
+    path, arg = pr.path, pr.arg
+    if pr.kind == "eq" and len(path) == 2 and path[0] == "event" and type(path[1]) is str:
+        field = path[1]
+        if type(arg) is str:
+            def eq_str(event, meta):
+                if type(event) is not dict:
+                    return ERROR
+                v = event.get(field, ERROR)
+                return ERROR if v is ERROR else (type(v) is str and v == arg)
+            return eq_str
+
+        def eq_field(event, meta):
+            if type(event) is not dict:
+                return ERROR
+            v = event.get(field, ERROR)
+            return ERROR if v is ERROR else equal(v, arg)
+        return eq_field
+    return lambda event, meta: _pred(pr, event, meta)

@@ -45,7 +45,7 @@ class SubscriptionStore:
         sub, _ = build(name=name, tenant=tenant, workflow=workflow, patterns_=patterns, filter=filter,
                        enabled=enabled)  # validated before anything touches Kafka
         self._topics.ensure_bus_topics()
-        self._topics.ensure(self._settings.trigger_topic(workflow))
+        self._topics.ensure(self._settings.trigger_topic(workflow), partitions=self._settings.trigger_partitions)
         self._send(sub.key, codec.encode_subscription(sub.to_record()))
         return sub
 

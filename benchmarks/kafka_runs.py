@@ -1,0 +1,214 @@
+"""Routing on the real broker: the router and a passthrough loop, in their own processes, over the same
+preloaded events; a publish → trigger latency run at a fixed rate; the time a subscription change takes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import statistics
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+from confluent_kafka import Consumer, Producer
+
+from router.client import Publisher
+from router.config import Settings
+from router.envelope import codec
+from router.kafka.admin import COMPACTED, Topics
+from router.router import Router
+from router.subscriptions.model import build
+
+from .workload import Sub, events
+
+BATCH, INTERVAL = 2000, 0.1  # throughput settings: big transactions
+
+
+WARM_COMMITS = 3  # the broker's first transactional offset commit of a group takes seconds, once
+
+
+class _Counting(Router):
+    """The router, stopping itself once `target` records are routed and committed. Throughput is taken
+    after the first few commits (steady state), so a one-time start cost does not count."""
+
+    def __init__(self, settings, target: int, **kw) -> None:
+        super().__init__(settings, **kw)
+        self.target, self.seen, self.first = target, 0, None
+        self.commits, self.warm_at, self.warm_seen = 0, None, 0
+
+    def _route(self, msg) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.seen += 1
+        self.route_one(msg)
+
+    def route_one(self, msg) -> None:
+        super()._route(msg)
+
+    def _commit(self) -> None:
+        pending = self._checkpoint.pending
+        super()._commit()
+        if pending and self._checkpoint.pending == 0:
+            self.commits += 1
+            if self.commits == WARM_COMMITS:
+                self.warm_at, self.warm_seen = time.perf_counter(), self.seen
+        if self.seen >= self.target and self._checkpoint.pending == 0:
+            self.done = time.perf_counter()
+            self.stop()
+
+
+class _Passthrough(_Counting):
+    """The same loop, client settings and transactions, with no decoding or matching: the ceiling."""
+
+    def route_one(self, msg) -> None:
+        self._produce(self.out_topic, msg.key(), msg.value(), msg.headers())
+
+
+def _run_router(kind: str, settings_json: str, target: int, group: str, out_topic: str, queue) -> None:
+    settings = Settings.model_validate_json(settings_json)
+    cls = _Passthrough if kind == "passthrough" else _Counting
+    tuning = {} if kind == "latency" else {"batch_size": BATCH, "commit_interval": INTERVAL}  # latency: defaults
+    router = cls(settings, target, instance=f"bench-{uuid.uuid4().hex[:6]}", group=group, **tuning)
+    router.out_topic = out_topic
+    if kind == "naive":
+        from .naive import NaiveIndex
+        router.view.index = NaiveIndex()
+    started = time.perf_counter()
+    router.run()
+    if router.warm_at is None or router.seen - router.warm_seen < 1000:
+        raise RuntimeError(f"too few events after warm-up: {router.seen} in {router.commits} commits")
+    queue.put({"eps": (router.seen - router.warm_seen) / (router.done - router.warm_at),
+               "events": router.seen - router.warm_seen, "seconds": router.done - router.warm_at,
+               "commits": router.commits, "subscriptions_loaded_s": router.first - started})
+
+
+def route(kind: str, settings: Settings, target: int, out_topic: str = "", timeout: float = 600) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run_router, args=(kind, settings.model_dump_json(), target,
+                                                 f"bench-{kind}-{uuid.uuid4().hex[:6]}", out_topic, queue))
+    proc.start()
+    try:
+        return queue.get(timeout=timeout)
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+
+
+def load_subscriptions(settings: Settings, subs: list[Sub]) -> None:
+    """Write subscriptions straight to the compacted topic, validated as `SubscriptionStore.put` does."""
+    topics = Topics(settings)
+    topics.ensure(settings.subscriptions_topic, partitions=1, config=COMPACTED)
+    for wf in sorted({s.workflow for s in subs}):
+        topics.ensure(settings.trigger_topic(wf), partitions=settings.trigger_partitions)
+    producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 20, "acks": "all"})
+    for s in subs:
+        sub, _ = build(name=s.name, tenant=s.tenant, workflow=s.workflow, patterns_=list(s.patterns), filter=s.filter)
+        while True:
+            try:
+                producer.produce(settings.subscriptions_topic, key=sub.key.encode(),
+                                 value=codec.encode_subscription(sub.to_record()))
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(120) == 0
+
+
+def publish_events(settings: Settings, subs: list[Sub], count: int) -> None:
+    with Publisher(settings, source="bench") as pub:
+        for tenant, etype, payload in events(subs, count):
+            pub.publish(etype, payload, tenant=tenant, key=tenant)
+
+
+def latency(settings: Settings, subs: list[Sub], rate: int, seconds: float) -> dict:
+    """Publish at `rate` events/s; a read_committed consumer of every trigger topic times each trigger."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    router = ctx.Process(target=_run_router, args=("latency", settings.model_dump_json(), 10**12,
+                                                   f"bench-latency-{uuid.uuid4().hex[:6]}", "", queue))
+    router.start()
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"lat-{uuid.uuid4().hex[:6]}",
+                         "isolation.level": "read_committed", "auto.offset.reset": "latest",
+                         "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 1000,
+                         "fetch.wait.max.ms": 5})
+    consumer.subscribe(["^" + settings.namespace.replace(".", r"\.") + r"triggers\..*"])
+    samples: list[float] = []
+    stop = threading.Event()
+    measure_from = [float("inf")]
+
+    def collect() -> None:
+        while not stop.is_set():
+            first = consumer.poll(0.05)  # no waiting for a full batch: that would add to what is measured
+            for m in ([first, *consumer.consume(1000, 0)] if first is not None else []):
+                if not m.error():
+                    sent = codec.decode_trigger(m.value())["event"].time.timestamp()
+                    if sent >= measure_from[0]:
+                        samples.append((time.time() - sent) * 1000)
+    collector = threading.Thread(target=collect)
+    collector.start()
+    try:
+        # warm-up: the router loads, joins, and makes its first (slow, once) transactional offset commit
+        warm = events(subs, 300)
+        with Publisher(settings, source="bench") as pub:
+            for tenant, etype, payload in warm:
+                pub.publish(etype, payload, tenant=tenant, key=tenant)
+                time.sleep(0.03)
+        time.sleep(3)
+        evs = events(subs, int(rate * seconds))
+        measure_from[0] = time.time()
+        with Publisher(settings, source="bench") as pub:
+            start = time.perf_counter()
+            for i, (tenant, etype, payload) in enumerate(evs):
+                due = start + i / rate
+                while time.perf_counter() < due:
+                    time.sleep(max(0.0, min(0.001, due - time.perf_counter())))
+                pub.publish(etype, payload, tenant=tenant, key=tenant)
+        time.sleep(3)
+    finally:
+        stop.set()
+        collector.join()
+        consumer.close()
+        router.kill()
+        router.join(10)
+    steady = sorted(samples)
+    if not steady:
+        raise RuntimeError("no trigger arrived in the latency run")
+    return {"p50": statistics.median(steady), "p99": steady[int(len(steady) * 0.99) - 1], "rate": rate,
+            "samples": len(steady)}
+def subscription_change(settings: Settings, tenant: str) -> float:
+    """Seconds from a subscription's write being acknowledged to the router routing with it (upper bound,
+    20 ms resolution): probes are published every 20 ms until one is triggered."""
+    from router.subscriptions.store import SubscriptionStore
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    router = ctx.Process(target=_run_router, args=("router", settings.model_dump_json(), 10**12,
+                                                   f"bench-change-{uuid.uuid4().hex[:6]}", "", queue))
+    router.start()
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"chg-{uuid.uuid4().hex[:6]}",
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    store = SubscriptionStore(settings)
+    try:
+        with Publisher(settings, source="bench") as pub:
+            pub.publish("probe.sent", {"n": -1}, tenant=tenant)  # the topic exists before the router looks
+        Topics(settings).ensure(settings.trigger_topic("probe"), partitions=1)
+        consumer.subscribe([settings.trigger_topic("probe")])
+        time.sleep(15)  # 100,000 subscriptions load; the router joins its group
+        store.put(name="probe", tenant=tenant, workflow="probe", patterns=["probe.*"])
+        acked = time.time()
+        sent: dict[int, float] = {}
+        with Publisher(settings, source="bench") as pub:
+            for n in range(500):
+                sent[n] = time.time()
+                pub.publish("probe.sent", {"n": n}, tenant=tenant)
+                pub.flush()
+                for m in consumer.consume(100, 0.02):
+                    if not m.error():
+                        first = codec.decode_trigger(m.value())["event"].payload()["n"]
+                        return max(0.0, sent[first] - acked) if first >= 0 else 0.0
+        raise RuntimeError("the probe subscription never took effect")
+    finally:
+        consumer.close()
+        router.kill()
+        router.join(10)

@@ -1,0 +1,159 @@
+"""`make bench`: every figure side by side with its baseline, in one run, on a broker this run starts.
+
+    python -m benchmarks.run [--quick] [--out bench-results/latest.json]
+
+Prints a table and writes JSON with: passthrough_eps, router_eps, naive_eps, match_only_eps (keyed by
+subscription count), latency_ms (p50, p99, rate), sub_change_s, bytes_per_subscription, machine, started_at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from router.config import Settings
+from router.kafka import local
+from router.kafka.admin import Topics
+
+from . import kafka_runs, matching
+from .workload import subscriptions
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "kernel": platform.release()}
+
+
+def bench_matching(sizes, naive_sizes, n_events, budget) -> tuple[dict, dict, dict]:
+    match_only, naive, detail = {}, {}, {}
+    for n in sizes:
+        subs = subscriptions(n)
+        index = matching.build_index(subs)
+        evs = matching.encoded_events(subs, n_events)
+        r = matching.index_eps(index, evs)
+        match_only[n] = round(r["eps"])
+        detail[n] = r
+        log(f"match only, {n:>7,} subscriptions: {r['eps']:>10,.0f} events/s  {r['us_per_event']:.1f} µs/event  "
+            f"{r['matches_per_event']:.2f} matches/event")
+        if n in naive_sizes:
+            nr = matching.naive_eps(subs, evs, budget)
+            naive[n] = round(nr["eps"], 1)
+            log(f"naive evaluate-all, {n:>7,}: {nr['eps']:>10,.1f} events/s over {nr['events']} events"
+                + (" (cut short by time)" if nr["cut_short"] else ""))
+    return match_only, naive, detail
+
+
+def memory_per_subscription(n: int) -> float:
+    """In a fresh interpreter, so freed memory of earlier runs does not hide what the index takes."""
+    code = ("from benchmarks.matching import bytes_per_subscription; from benchmarks.workload import subscriptions;"
+            f"print(bytes_per_subscription(subscriptions({n})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) -> dict:
+    out: dict = {"passthrough_eps": {}, "router_eps": {}, "naive_eps_kafka": {}, "router_detail": {}}
+    for n in sizes:
+        settings = Settings(bootstrap=bootstrap, namespace=f"b{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
+        subs = subscriptions(n)
+        log(f"loading {n:,} subscriptions and {n_events:,} events (namespace {settings.namespace})")
+        kafka_runs.load_subscriptions(settings, subs)
+        kafka_runs.publish_events(settings, subs, n_events)
+        out_topic = settings.namespace + "bench.passthrough"
+        Topics(settings).ensure(out_topic)
+        runs = {"passthrough": [], "router": []}
+        for _ in range(1 if quick else 3):  # alternate, so drift hits both alike; medians
+            for kind in ("passthrough", "router"):
+                runs[kind].append(kafka_runs.route(kind, settings, n_events, out_topic)["eps"])
+        out["passthrough_eps"][n] = round(statistics.median(runs["passthrough"]))
+        out["router_eps"][n] = round(statistics.median(runs["router"]))
+        log(f"kafka, {n:>7,} subscriptions: passthrough {out['passthrough_eps'][n]:,} events/s, "
+            f"router {out['router_eps'][n]:,} events/s ({out['router_eps'][n] / out['passthrough_eps'][n]:.0%})")
+        if n in naive_sizes:
+            r = kafka_runs.route("naive", settings, min(n_events, 6000 if n >= 10_000 else n_events), out_topic)
+            out["naive_eps_kafka"][n] = round(r["eps"], 1)
+            log(f"kafka, {n:>7,} subscriptions: naive router {r['eps']:,.1f} events/s over {r['events']} events")
+        if n == max(sizes):
+            tenant = subs[0].tenant
+            out["sub_change_s"] = round(kafka_runs.subscription_change(settings, tenant), 3)
+            log(f"subscription change live at {n:,} subscriptions after {out['sub_change_s']} s")
+        if n == (10_000 if 10_000 in sizes else max(sizes)):
+            rate = 2000
+            out["latency_ms"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in
+                                 kafka_runs.latency(settings, subs, rate, latency_s).items()}
+            out["latency_ms"]["subscriptions"] = n
+            log(f"latency at {rate}/s, {n:,} subscriptions: p50 {out['latency_ms']['p50']} ms, "
+                f"p99 {out['latency_ms']['p99']} ms")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="the seconds-long smoke version")
+    parser.add_argument("--out", default="bench-results/latest.json")
+    args = parser.parse_args()
+    quick = args.quick
+    started = datetime.now(timezone.utc).isoformat()
+    sizes = [1000, 10_000] if quick else [1000, 10_000, 100_000]
+    result: dict = {"machine": machine(), "started_at": started, "quick": quick}
+    match_only, naive, detail = bench_matching(sizes, [1000, 10_000], 2000 if quick else 20_000, 2 if quick else 20)
+    result.update(match_only_eps=match_only, naive_eps=naive, match_detail=detail)
+    result["bytes_per_subscription"] = round(memory_per_subscription(10_000 if quick else 100_000))
+    log(f"memory: {result['bytes_per_subscription']} bytes per subscription")
+
+    bootstrap = os.environ.get("EVBUS_BENCH_BOOTSTRAP")
+    cluster = None
+    if not bootstrap:
+        cluster = local.LocalCluster(local.default_home(), port=int(os.environ.get("EVBUS_BENCH_PORT", "19392")))
+        local.down(cluster)
+        local.wipe(cluster)
+        bootstrap = local.up(cluster)
+        log(f"broker up at {bootstrap}")
+    try:
+        result.update(bench_kafka(bootstrap, [1000] if quick else sizes, [1000, 10_000],
+                                  8000 if quick else 40_000, 3 if quick else 20, quick))
+    finally:
+        if cluster:
+            local.down(cluster)
+            local.wipe(cluster)
+    result["finished_at"] = datetime.now(timezone.utc).isoformat()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print_table(result)
+    log(f"wrote {out}")
+
+
+def print_table(r: dict) -> None:
+    print("\n| subscriptions | match only (events/s) | naive match (events/s) | passthrough (events/s) "
+          "| router (events/s) | router / passthrough |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in sorted(r["match_only_eps"]):
+        pt, ro = r["passthrough_eps"].get(n), r["router_eps"].get(n)
+        ratio = f"{ro / pt:.0%}" if pt and ro else "-"
+        print(f"| {n:,} | {r['match_only_eps'][n]:,} | {r['naive_eps'].get(n, '-')} | {pt or '-'} | {ro or '-'} "
+              f"| {ratio} |")
+    lat = r.get("latency_ms", {})
+    print(f"\nlatency at {lat.get('rate')}/s: p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms;"
+          f" subscription change live in {r.get('sub_change_s')} s;"
+          f" {r['bytes_per_subscription']} bytes per subscription")
+
+
+if __name__ == "__main__":
+    main()
