@@ -47,5 +47,9 @@ broker-up: install
 broker-down: install
 	$(VENV)/bin/evbus kafka down
 
+# Benchmarks, each beside its baseline in the same run; QUICK=1 is the seconds-long smoke version.
+bench: install
+	$(PY) -m benchmarks.run $(if $(QUICK),--quick,) --out bench-results/latest.json
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis bench-results chaos-results

@@ -121,7 +121,7 @@ def publish_events(settings: Settings, subs: list[Sub], count: int) -> None:
             pub.publish(etype, payload, tenant=tenant, key=tenant)
 
 
-def latency(settings: Settings, subs: list[Sub], rate: int, seconds: float) -> dict:
+def latency(settings: Settings, subs: list[Sub], rate: int, seconds: float, warm: int = 300) -> dict:
     """Publish at `rate` events/s; a read_committed consumer of every trigger topic times each trigger."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -149,9 +149,8 @@ def latency(settings: Settings, subs: list[Sub], rate: int, seconds: float) -> d
     collector.start()
     try:
         # warm-up: the router loads, joins, and makes its first (slow, once) transactional offset commit
-        warm = events(subs, 300)
         with Publisher(settings, source="bench") as pub:
-            for tenant, etype, payload in warm:
+            for tenant, etype, payload in events(subs, warm):
                 pub.publish(etype, payload, tenant=tenant, key=tenant)
                 time.sleep(0.03)
         time.sleep(3)
@@ -176,7 +175,7 @@ def latency(settings: Settings, subs: list[Sub], rate: int, seconds: float) -> d
         raise RuntimeError("no trigger arrived in the latency run")
     return {"p50": statistics.median(steady), "p99": steady[int(len(steady) * 0.99) - 1], "rate": rate,
             "samples": len(steady)}
-def subscription_change(settings: Settings, tenant: str) -> float:
+def subscription_change(settings: Settings, tenant: str, load_wait: float = 15) -> float:
     """Seconds from a subscription's write being acknowledged to the router routing with it (upper bound,
     20 ms resolution): probes are published every 20 ms until one is triggered."""
     from router.subscriptions.store import SubscriptionStore
@@ -194,7 +193,7 @@ def subscription_change(settings: Settings, tenant: str) -> float:
             pub.publish("probe.sent", {"n": -1}, tenant=tenant)  # the topic exists before the router looks
         Topics(settings).ensure(settings.trigger_topic("probe"), partitions=1)
         consumer.subscribe([settings.trigger_topic("probe")])
-        time.sleep(15)  # 100,000 subscriptions load; the router joins its group
+        time.sleep(load_wait)  # 100,000 subscriptions load; the router joins its group
         store.put(name="probe", tenant=tenant, workflow="probe", patterns=["probe.*"])
         acked = time.time()
         sent: dict[int, float] = {}

@@ -91,12 +91,12 @@ def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) 
             log(f"kafka, {n:>7,} subscriptions: naive router {r['eps']:,.1f} events/s over {r['events']} events")
         if n == max(sizes):
             tenant = subs[0].tenant
-            out["sub_change_s"] = round(kafka_runs.subscription_change(settings, tenant), 3)
+            out["sub_change_s"] = round(kafka_runs.subscription_change(settings, tenant, 5 if quick else 20), 3)
             log(f"subscription change live at {n:,} subscriptions after {out['sub_change_s']} s")
         if n == (10_000 if 10_000 in sizes else max(sizes)):
             rate = 2000
             out["latency_ms"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in
-                                 kafka_runs.latency(settings, subs, rate, latency_s).items()}
+                                 kafka_runs.latency(settings, subs, rate, latency_s, 100 if quick else 300).items()}
             out["latency_ms"]["subscriptions"] = n
             log(f"latency at {rate}/s, {n:,} subscriptions: p50 {out['latency_ms']['p50']} ms, "
                 f"p99 {out['latency_ms']['p99']} ms")

@@ -1,0 +1,27 @@
+"""`make bench QUICK=1` keeps working: the smoke run on the test broker writes every key readers rely on.
+Figures are not judged here; a benchmark is not a test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.harness import REPO
+
+KEYS = {"passthrough_eps", "router_eps", "naive_eps", "match_only_eps", "latency_ms", "sub_change_s",
+        "bytes_per_subscription", "machine", "started_at"}
+
+
+def test_quick_bench_writes_its_report(kafka_bootstrap, tmp_path):
+    out = tmp_path / "latest.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)], cwd=REPO,
+                          env={**os.environ, "EVBUS_BENCH_BOOTSTRAP": kafka_bootstrap}, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert KEYS <= set(report)
+    assert set(report["latency_ms"]) >= {"p50", "p99", "rate"}
+    assert report["router_eps"]["1000"] > 0 and report["passthrough_eps"]["1000"] > 0
+    assert "| subscriptions |" in done.stdout
