@@ -127,7 +127,7 @@ def main() -> None:
         log(f"broker up at {bootstrap}")
     try:
         result.update(bench_kafka(bootstrap, [1000] if quick else sizes, [1000, 10_000],
-                                  8000 if quick else 40_000, 3 if quick else 20, quick))
+                                  24_000 if quick else 60_000, 3 if quick else 20, quick))
     finally:
         if cluster:
             local.down(cluster)

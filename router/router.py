@@ -53,6 +53,8 @@ class Router:
         self._stopping = False
         self._filter_log = LogLimiter(logger)
         self._checkpoint: Checkpoint | None = None
+        self._prefixes: dict[tuple[str, str, str], bytes] = {}  # encoded subscription, tenant, workflow
+        self._counters: dict[tuple, object] = {}  # metric children by labels: labels() is slow per event
         self._isolate = 0  # records to route one per transaction after an undeliverable transaction
         self._isolated_retries = 0
 
@@ -176,7 +178,7 @@ class Router:
         if msg.error():
             logger.warning("consumer error: %s", msg.error())
             return
-        metrics.EVENTS_CONSUMED.labels(msg.topic()).inc()
+        self._count(metrics.EVENTS_CONSUMED, msg.topic())
         try:
             decoded = decode(msg.value(), msg.headers(), self.settings.max_event_bytes)
         except DecodeError as exc:
@@ -187,7 +189,7 @@ class Router:
             return
         event = decoded.event
         with self.view.lock:
-            result = self.view.index.match(event.tenant, event.type, event.payload, event.meta)
+            result = self.view.index.match(event.tenant, event.type, decoded.payload, event.meta)
         self._report(result, decoded, msg)
         now = datetime.now(timezone.utc)
         for entry in result.matched:
@@ -202,17 +204,25 @@ class Router:
 
     def _produce_trigger(self, msg: Message, decoded: Decoded, entry, now: datetime) -> None:
         key = f"{decoded.event.id}:{entry.name}"
-        value = codec.encode_trigger_from_body(
-            decoded.body, subscription=entry.name, tenant=entry.tenant, workflow=entry.workflow,
-            routed_at=now, idempotency_key=key, source_topic=msg.topic(), source_partition=msg.partition(),
-            source_offset=msg.offset())
+        labels = (entry.name, entry.tenant, entry.workflow)
+        prefix = self._prefixes.get(labels)
+        if prefix is None:
+            prefix = self._prefixes[labels] = codec.trigger_prefix(*labels)
+        value = b"".join((codec.FRAME, decoded.body, codec.trigger_tail(
+            prefix, now, key, msg.topic(), msg.partition(), msg.offset())))
         topic = self.settings.trigger_topic(entry.workflow)
         self.topics.ensure(topic, partitions=self.settings.trigger_partitions)  # cached: made with the subscription
         headers = [("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode()),
                    ("evbus-idempotency-key", key.encode())]
         self._produce(topic, msg.key(), value, headers)
-        metrics.MATCHES.labels(entry.tenant, entry.name).inc()
-        metrics.TRIGGERS_ROUTED.labels(entry.workflow).inc()
+        self._count(metrics.MATCHES, entry.tenant, entry.name)
+        self._count(metrics.TRIGGERS_ROUTED, entry.workflow)
+
+    def _count(self, counter, *labels: str) -> None:
+        child = self._counters.get((counter, labels))
+        if child is None:
+            child = self._counters[(counter, labels)] = counter.labels(*labels)
+        child.inc()
 
     def _dead_letter(self, msg: Message, reason: str, detail: str, keep_value: bool = True) -> None:
         logger.warning("dead-lettering %s: %s: %s", _where(msg), reason, detail)

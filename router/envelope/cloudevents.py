@@ -27,6 +27,10 @@ class Decoded:
     event: Event
     body: bytes | memoryview  # the Avro body, ready to forward into a trigger
     mode: str  # "avro", "binary" or "structured"
+    data: Any = None  # the payload, parsed once while validating
+
+    def payload(self) -> Any:
+        return self.data
 
 
 def _headers(headers: Headers) -> dict[str, bytes]:
@@ -57,6 +61,13 @@ def _time(value: Any) -> datetime:
     return parsed
 
 
+def _parse(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("invalid-json", f"data is not JSON: {exc}") from None
+
+
 def _json_data(raw: bytes) -> bytes:
     try:
         orjson.loads(raw)
@@ -85,7 +96,7 @@ def _build(attrs: dict[str, Any], data: bytes, mode: str) -> Decoded:
                   time=_time(attrs.get("time")), tenant=tenant, data=data, subject=opt["subject"],
                   correlationid=opt["correlationid"] or ident, causationid=opt["causationid"])
     encoded = codec.encode_event(event)
-    return Decoded(event, memoryview(encoded)[codec.HEADER.size:], mode)
+    return Decoded(event, memoryview(encoded)[codec.HEADER.size:], mode, orjson.loads(data))
 
 
 def _binary(value: bytes | None, h: dict[str, bytes]) -> Decoded:
@@ -133,7 +144,6 @@ def decode(value: bytes | None, headers: Headers, max_bytes: int) -> Decoded:
     try:
         check_type(event.type)
         check_tenant(event.tenant)
-        _json_data(event.data)
     except EventValidationError as exc:
         raise DecodeError("invalid-attribute", str(exc)) from None
-    return Decoded(event, view, "avro")
+    return Decoded(event, view, "avro", _parse(event.data))

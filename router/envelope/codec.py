@@ -39,7 +39,7 @@ TRIGGER_TAIL_SCHEMA = fastavro.parse_schema({
     "type": "record", "name": "TriggerTail", "namespace": "dev.evbus.v1",
     "fields": [f for f in json.loads((SCHEMAS / "trigger.v1.avsc").read_text())["fields"] if f["name"] != "event"],
 })
-_FRAME = HEADER.pack(MAGIC, VERSION)
+_FRAME = FRAME = HEADER.pack(MAGIC, VERSION)
 
 
 def _write(schema: Any, record: dict) -> bytes:
@@ -114,6 +114,39 @@ def encode_event(event: Event) -> bytes:
 
 def decode_event(value: bytes | None) -> Event:
     return event_from_record(_read("event", value))
+
+
+def _long(n: int) -> bytes:
+    """Avro long: zig-zag, then base-128 varint."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def avro_string(text: str) -> bytes:
+    raw = text.encode()
+    return _long(len(raw)) + raw
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def trigger_tail(prefix: bytes, routed_at: datetime, idempotency_key: str, source_topic: str,
+                 source_partition: int, source_offset: int) -> bytes:
+    """The trigger's fields after `event`, written by hand (the hot path): `prefix` is the subscription,
+    tenant and workflow, already encoded once per subscription by `trigger_prefix`."""
+    delta = routed_at - _EPOCH
+    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return b"".join((prefix, _long(micros), avro_string(idempotency_key), avro_string(source_topic),
+                     _long(source_partition), _long(source_offset)))
+
+
+def trigger_prefix(subscription: str, tenant: str, workflow: str) -> bytes:
+    return avro_string(subscription) + avro_string(tenant) + avro_string(workflow)
 
 
 def encode_trigger_from_body(event_body: bytes | memoryview, *, subscription: str, tenant: str,
