@@ -31,9 +31,9 @@ class _Counting(Router):
     """The router, stopping itself once `target` records are routed and committed. Throughput is taken
     after the first few commits (steady state), so a one-time start cost does not count."""
 
-    def __init__(self, settings, target: int, **kw) -> None:
+    def __init__(self, settings, target: int, warm_commits: int = WARM_COMMITS, **kw) -> None:
         super().__init__(settings, **kw)
-        self.target, self.seen, self.first = target, 0, None
+        self.target, self.seen, self.first, self.warm_commits = target, 0, None, warm_commits
         self.commits, self.warm_at, self.warm_seen = 0, None, 0
 
     def _route(self, msg) -> None:
@@ -50,7 +50,7 @@ class _Counting(Router):
         super()._commit()
         if pending and self._checkpoint.pending == 0:
             self.commits += 1
-            if self.commits == WARM_COMMITS:
+            if self.commits == self.warm_commits:
                 self.warm_at, self.warm_seen = time.perf_counter(), self.seen
         if self.seen >= self.target and self._checkpoint.pending == 0:
             self.done = time.perf_counter()
@@ -68,7 +68,9 @@ def _run_router(kind: str, settings_json: str, target: int, group: str, out_topi
     settings = Settings.model_validate_json(settings_json)
     cls = _Passthrough if kind == "passthrough" else _Counting
     tuning = {} if kind == "latency" else {"batch_size": BATCH, "commit_interval": INTERVAL}  # latency: defaults
-    router = cls(settings, target, instance=f"bench-{uuid.uuid4().hex[:6]}", group=group, **tuning)
+    # the naive router is slow: its batches take seconds, so it is warm after two of them
+    router = cls(settings, target, 2 if kind == "naive" else WARM_COMMITS, instance=f"bench-{uuid.uuid4().hex[:6]}",
+                 group=group, **tuning)
     router.out_topic = out_topic
     if kind == "naive":
         from .naive import NaiveIndex
@@ -88,8 +90,14 @@ def route(kind: str, settings: Settings, target: int, out_topic: str = "", timeo
     proc = ctx.Process(target=_run_router, args=(kind, settings.model_dump_json(), target,
                                                  f"bench-{kind}-{uuid.uuid4().hex[:6]}", out_topic, queue))
     proc.start()
+    deadline = time.monotonic() + timeout
     try:
-        return queue.get(timeout=timeout)
+        while True:
+            try:
+                return queue.get(timeout=1)
+            except Exception:  # queue.Empty: is the run still going?
+                if not proc.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"{kind} run ended without a result (exit {proc.exitcode})") from None
     finally:
         proc.join(30)
         if proc.is_alive():

@@ -86,7 +86,7 @@ def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) 
         log(f"kafka, {n:>7,} subscriptions: passthrough {out['passthrough_eps'][n]:,} events/s, "
             f"router {out['router_eps'][n]:,} events/s ({out['router_eps'][n] / out['passthrough_eps'][n]:.0%})")
         if n in naive_sizes:
-            r = kafka_runs.route("naive", settings, min(n_events, 6000 if n >= 10_000 else n_events), out_topic)
+            r = kafka_runs.route("naive", settings, min(n_events, 12_000 if n >= 10_000 else n_events), out_topic)
             out["naive_eps_kafka"][n] = round(r["eps"], 1)
             log(f"kafka, {n:>7,} subscriptions: naive router {r['eps']:,.1f} events/s over {r['events']} events")
         if n == max(sizes):
