@@ -129,17 +129,27 @@ def publish_events(settings: Settings, subs: list[Sub], count: int) -> None:
             pub.publish(etype, payload, tenant=tenant, key=tenant)
 
 
+def _background_router(kind: str, settings: Settings):
+    """A router process that runs until killed."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()  # kept alive with the process: the child unpickles it after start()
+    proc = ctx.Process(target=_run_router, args=(kind, settings.model_dump_json(), 10**12,
+                                                 f"bench-{kind}-{uuid.uuid4().hex[:6]}", "", queue))
+    proc.start()
+    proc.result_queue = queue
+    return proc
+
+
+def _reader(settings: Settings, reset: str, **extra) -> Consumer:
+    return Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex[:6]}",
+                     "isolation.level": "read_committed", "auto.offset.reset": reset, "enable.auto.commit": False,
+                     **extra})
+
+
 def latency(settings: Settings, subs: list[Sub], rate: int, seconds: float, warm: int = 300) -> dict:
     """Publish at `rate` events/s; a read_committed consumer of every trigger topic times each trigger."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    router = ctx.Process(target=_run_router, args=("latency", settings.model_dump_json(), 10**12,
-                                                   f"bench-latency-{uuid.uuid4().hex[:6]}", "", queue))
-    router.start()
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"lat-{uuid.uuid4().hex[:6]}",
-                         "isolation.level": "read_committed", "auto.offset.reset": "latest",
-                         "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 1000,
-                         "fetch.wait.max.ms": 5})
+    router = _background_router("latency", settings)
+    consumer = _reader(settings, "latest", **{"topic.metadata.refresh.interval.ms": 1000, "fetch.wait.max.ms": 5})
     consumer.subscribe(["^" + settings.namespace.replace(".", r"\.") + r"triggers\..*"])
     samples: list[float] = []
     stop = threading.Event()
@@ -187,14 +197,8 @@ def subscription_change(settings: Settings, tenant: str, load_wait: float = 15) 
     """Seconds from a subscription's write being acknowledged to the router routing with it (upper bound,
     20 ms resolution): probes are published every 20 ms until one is triggered."""
     from router.subscriptions.store import SubscriptionStore
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    router = ctx.Process(target=_run_router, args=("router", settings.model_dump_json(), 10**12,
-                                                   f"bench-change-{uuid.uuid4().hex[:6]}", "", queue))
-    router.start()
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": f"chg-{uuid.uuid4().hex[:6]}",
-                         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
+    router = _background_router("router", settings)
+    consumer = _reader(settings, "earliest")
     store = SubscriptionStore(settings)
     try:
         with Publisher(settings, source="bench") as pub:

@@ -38,7 +38,7 @@ DLQ_VALUE_LIMIT = clients.MAX_MESSAGE_BYTES - 128 * 1024  # room for the dead le
 
 
 class Router:
-    def __init__(self, settings: Settings, *, instance: str | None = None, batch_size: int = 500,
+    def __init__(self, settings: Settings, *, instance: str | None = None, batch_size: int = 2000,
                  commit_interval: float = 0.05, idle_poll: float = 0.2, group: str | None = None,
                  max_buffered: int = 5000) -> None:
         self.settings = settings
@@ -97,12 +97,14 @@ class Router:
             if self._isolate:
                 self._route_isolated()
                 continue
-            wait = self.idle_poll if cp.pending == 0 else max(0.0, cp.opened_at + self.commit_interval - time.monotonic())
+            # A transaction stays open at least as long as the last commit took: when commits are slow (many
+            # partitions, a busy broker) transactions grow instead of the backlog, so latency stays bounded.
+            interval = max(self.commit_interval, cp.last_commit_s)
+            wait = self.idle_poll if cp.pending == 0 else max(0.0, cp.opened_at + interval - time.monotonic())
             for msg in self._poll(wait):
                 self._route(msg)
                 cp.pending += 1
-            if cp.pending and (cp.pending >= self.batch_size
-                               or time.monotonic() - cp.opened_at >= self.commit_interval):
+            if cp.pending and (cp.pending >= self.batch_size or time.monotonic() - cp.opened_at >= interval):
                 self._commit()
 
     def _commit(self) -> None:

@@ -20,7 +20,7 @@ from .common import bootstrap_option, handle_errors, long_running, settings
 @click.option("--instance", help="Stable id of this router (its transactional id); one per process. "
               "Default: the host name.")
 @click.option("--metrics-port", type=int, default=9464, show_default=True, help="Prometheus port; 0 = off.")
-@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--batch-size", type=int, default=2000, show_default=True, help="Most records a transaction holds.")
 @click.option("--commit-interval", type=float, default=0.05, show_default=True,
               help="Longest a transaction stays open, in seconds: the latency a trigger may wait for its commit.")
 @click.option("--max-buffered", type=int, default=5000, show_default=True,

@@ -53,6 +53,7 @@ class Checkpoint:
         self.generation = 0
         self.on_delivery = self._callback(0)
         self._outbox: list[tuple] = []
+        self.last_commit_s = 0.0  # how long the last commit took: the router paces transactions by it
         _retry(lambda: self._producer.init_transactions(TIMEOUT), "init_transactions")
         self._begin()
 
@@ -96,6 +97,7 @@ class Checkpoint:
     def commit(self) -> None:
         if self.pending == 0:
             return
+        started = time.monotonic()
         self._release()
         remaining = self._producer.flush(TIMEOUT)
         if remaining or self._delivery_errors:
@@ -104,6 +106,7 @@ class Checkpoint:
         metadata = self._consumer.consumer_group_metadata()
         _retry(lambda: self._producer.send_offsets_to_transaction(positions, metadata, TIMEOUT), "send_offsets")
         _retry(lambda: self._producer.commit_transaction(TIMEOUT), "commit_transaction")
+        self.last_commit_s = time.monotonic() - started
         TRANSACTIONS.labels("commit").inc()
         self._begin()
 
