@@ -208,7 +208,7 @@ class Router:
         key = f"{decoded.event.id}:{entry.name}"
         labels = (entry.name, entry.tenant, entry.workflow)
         prefix = self._prefixes.get(labels)
-        if prefix is None:
+        if prefix is None:  # encoded once per subscription
             prefix = self._prefixes[labels] = codec.trigger_prefix(*labels)
         value = b"".join((codec.FRAME, decoded.body, codec.trigger_tail(
             prefix, now, key, msg.topic(), msg.partition(), msg.offset())))

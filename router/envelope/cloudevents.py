@@ -68,15 +68,7 @@ def _parse(raw: bytes) -> Any:
         raise DecodeError("invalid-json", f"data is not JSON: {exc}") from None
 
 
-def _json_data(raw: bytes) -> bytes:
-    try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError("invalid-json", f"data is not JSON: {exc}") from None
-    return raw
-
-
-def _build(attrs: dict[str, Any], data: bytes, mode: str) -> Decoded:
+def _build(attrs: dict[str, Any], data: bytes, mode: str, parsed: Any) -> Decoded:
     for name in REQUIRED:
         if attrs.get(name) in (None, "", b""):
             raise DecodeError(f"missing-{name}", f"CloudEvent has no {name}")
@@ -96,7 +88,7 @@ def _build(attrs: dict[str, Any], data: bytes, mode: str) -> Decoded:
                   time=_time(attrs.get("time")), tenant=tenant, data=data, subject=opt["subject"],
                   correlationid=opt["correlationid"] or ident, causationid=opt["causationid"])
     encoded = codec.encode_event(event)
-    return Decoded(event, memoryview(encoded)[codec.HEADER.size:], mode, orjson.loads(data))
+    return Decoded(event, memoryview(encoded)[codec.HEADER.size:], mode, parsed)
 
 
 def _binary(value: bytes | None, h: dict[str, bytes]) -> Decoded:
@@ -104,7 +96,8 @@ def _binary(value: bytes | None, h: dict[str, bytes]) -> Decoded:
     ctype = h.get("content-type", b"application/json").decode(errors="replace")
     if "json" not in ctype:
         raise DecodeError("unsupported-content-type", f"content-type {ctype!r}: the bus carries JSON payloads")
-    return _build(attrs, _json_data(value or b"null"), "binary")
+    raw = value or b"null"
+    return _build(attrs, raw, "binary", _parse(raw))
 
 
 def _structured(value: bytes | None) -> Decoded:
@@ -116,15 +109,15 @@ def _structured(value: bytes | None) -> Decoded:
         raise DecodeError("invalid-json", "structured CloudEvent must be a JSON object")
     if "data_base64" in doc:
         try:
-            data = _json_data(base64.b64decode(doc["data_base64"], validate=True))
+            data = base64.b64decode(doc["data_base64"], validate=True)
         except (ValueError, TypeError):
             raise DecodeError("invalid-json", "data_base64 is not base64") from None
-    else:
-        try:
-            data = orjson.dumps(doc.get("data"))
-        except TypeError as exc:  # nesting beyond orjson's limit
-            raise DecodeError("invalid-json", f"data cannot be re-encoded: {exc}") from None
-    return _build(doc, data, "structured")
+        return _build(doc, data, "structured", _parse(data))
+    try:
+        data = orjson.dumps(doc.get("data"))
+    except TypeError as exc:  # nesting beyond orjson's limit
+        raise DecodeError("invalid-json", f"data cannot be re-encoded: {exc}") from None
+    return _build(doc, data, "structured", doc.get("data"))
 
 
 def decode(value: bytes | None, headers: Headers, max_bytes: int) -> Decoded:

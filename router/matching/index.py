@@ -133,7 +133,7 @@ class Bucket:
                 if hit:
                     out |= hit
         for path, keys in self.has.items():
-            if pr.evaluate(pr.Pred("has", path), event, meta) is True:
+            if pr.has_path(path, event) is True:
                 out |= keys
 
 
@@ -148,15 +148,6 @@ class SubscriptionIndex:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._entries
-
-    def get(self, key: str) -> Entry | None:
-        return self._entries.get(key)
-
-    def entries(self) -> list[Entry]:
-        return list(self._entries.values())
 
     def put(self, entry: Entry) -> None:
         """Add or replace one subscription; only its own buckets change."""
@@ -196,12 +187,6 @@ class SubscriptionIndex:
                 self._by_type.clear()
             self._by_type[event_type] = maps
         return [m[tenant] for m in maps if tenant in m]
-
-    def candidates(self, tenant: str, event_type: str, event: Any = None, meta: dict | None = None) -> list[Entry]:
-        keys: set[str] = set()
-        for bucket in self.buckets(tenant, event_type):
-            bucket.candidates(keys, event, meta or {})
-        return [self._entries[k] for k in sorted(keys)]
 
     def match(self, tenant: str, event_type: str, payload: Callable[[], Any],
               meta: Callable[[], dict[str, Any]]) -> MatchResult:

@@ -15,6 +15,7 @@ commutative and absorb an error when the other side decides.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,13 +242,22 @@ def equal(v: Any, lit: Any) -> bool:
     return _number(v) and v == lit
 
 
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+          "!=": operator.ne}
+
+
+def has_path(path: Path, event: Any) -> Any:
+    """`has(event.a.b)`: True or False when `event.a` is a map, ERROR otherwise."""
+    parent = resolve(path[:-1], event, {}) if len(path) > 2 else event
+    if isinstance(parent, dict):
+        return isinstance(path[-1], str) and path[-1] in parent
+    return ERROR
+
+
 def _pred(pr: Pred, event: Any, meta: dict) -> Any:
     kind = pr.kind
     if kind == "has":
-        parent = resolve(pr.path[:-1], event, meta) if len(pr.path) > 2 else event
-        if isinstance(parent, dict):
-            return isinstance(pr.path[-1], str) and pr.path[-1] in parent
-        return ERROR
+        return has_path(pr.path, event)
     v = resolve(pr.path, event, meta)
     if v is ERROR:
         return ERROR
@@ -258,7 +268,7 @@ def _pred(pr: Pred, event: Any, meta: dict) -> Any:
     if kind == "cmp":
         if not _number(v):
             return ERROR
-        return {"<": v < pr.arg, "<=": v <= pr.arg, ">": v > pr.arg, ">=": v >= pr.arg}[pr.op]
+        return _ORDER[pr.op](v, pr.arg)
     if kind == "truthy":
         return v if type(v) is bool else ERROR
     if kind == "str":
@@ -272,9 +282,7 @@ def _pred(pr: Pred, event: Any, meta: dict) -> Any:
     if kind == "size":
         if type(v) not in (str, list, dict):
             return ERROR
-        n = len(v)
-        return {"<": n < pr.arg, "<=": n <= pr.arg, ">": n > pr.arg, ">=": n >= pr.arg, "==": n == pr.arg,
-                "!=": n != pr.arg}[pr.op]
+        return _ORDER[pr.op](len(v), pr.arg)
     if kind == "contains":
         if type(v) is list:
             return any(equal(x, pr.arg) for x in v)

@@ -172,11 +172,11 @@ class LiveView:
             sub = from_record(codec.decode_subscription(msg.value()))
             entry = None
             if sub.enabled:
-                build(name=sub.name, tenant=sub.tenant, workflow=sub.workflow, patterns_=list(sub.patterns),
-                      filter=sub.filter)  # records from other writers are validated here too
+                _, compiled = build(name=sub.name, tenant=sub.tenant, workflow=sub.workflow,
+                                    patterns_=list(sub.patterns), filter=sub.filter)  # other writers' records too
                 if self._before_apply:
                     self._before_apply(sub)
-                entry = entry_for(sub)
+                entry = entry_for(sub, compiled)
         except Exception as exc:  # keep what was there: an unreadable record must not unsubscribe anyone
             logger.error("subscription %s at %s[%d]@%d not applied, the previous version stays: %s",
                          key, msg.topic(), msg.partition(), msg.offset(), exc)
