@@ -4,6 +4,7 @@ Publish events, subscribe workflows by topic pattern and CEL filter, run the wor
 """
 
 from .client import Publisher, publish
+from .delivery.policy import PermanentError, RetryLater
 from .config import Settings
 from .envelope.model import Event
 from .errors import (
@@ -27,7 +28,9 @@ __all__ = [
     "EventValidationError",
     "EvbusError",
     "KafkaError",
+    "PermanentError",
     "Publisher",
+    "RetryLater",
     "Settings",
     "Subscription",
     "SubscriptionError",

@@ -3,6 +3,9 @@
 Idempotent producer, acks=all. Everything is checked before sending: a bad type, a missing tenant, a
 payload that is not JSON-serialisable or too large raise EventValidationError and nothing is sent.
 Used as a context manager it flushes on exit; `flush()` raises if any event was not acknowledged.
+
+Inside a workflow handler, events are published as descendants of the trigger being handled (correlation
+id, causation id, hop count and chain: `lineage.py`), so the router can stop loops.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError as CKError
 
+from . import lineage
 from .config import Settings
 from .envelope import codec
 from .envelope.model import Event, new_event
@@ -31,16 +35,23 @@ class Publisher:
     def publish(self, type: str, data: Any = None, *, tenant: str, key: str | bytes | None = None,
                 source: str | None = None, subject: str | None = None, correlationid: str | None = None,
                 causationid: str | None = None, event_id: str | None = None) -> str:
+        parent = lineage.current.get()
+        if parent is not None:
+            correlationid = correlationid or parent.correlationid
+            causationid = causationid or parent.causationid
         event = new_event(type, data, tenant=tenant, source=source or self.source,
                           max_bytes=self.settings.max_event_bytes, subject=subject,
                           correlationid=correlationid, causationid=causationid, event_id=event_id)
-        self.send(event, key=key)
+        self.send(event, key=key, lineage_=parent)
         return event.id
 
-    def send(self, event: Event, *, key: str | bytes | None = None) -> None:
+    def send(self, event: Event, *, key: str | bytes | None = None,
+             lineage_: lineage.Lineage | None = None) -> None:
         topic = self.settings.events_topic(event.type)
         self._topics.ensure(topic)
         headers = [("evbus-tenant", event.tenant.encode()), ("evbus-type", event.type.encode())]
+        if lineage_ is not None:
+            headers += lineage_.headers()
         value = codec.encode_event(event)
         while True:
             try:

@@ -31,6 +31,8 @@ class Settings(BaseModel):
     namespace: str = Field(default_factory=lambda: os.environ.get("EVBUS_NAMESPACE", ""),
                            pattern=r"^([a-z0-9][a-z0-9_-]*\.)?$")
     max_event_bytes: int = 1024 * 1024
+    # Loop protection: an event this many workflow hops from its origin is not routed (lineage.py).
+    hop_limit: int = Field(default=16, ge=1)
     # Partitions and replication for topics the bus creates itself.
     topic_partitions: int = 4
     # Trigger topics: one per workflow. Each partition a transaction touches costs the router a little at
@@ -48,6 +50,8 @@ class Settings(BaseModel):
             env["topic_partitions"] = int(os.environ["EVBUS_PARTITIONS"])
         if "EVBUS_TRIGGER_PARTITIONS" in os.environ:
             env["trigger_partitions"] = int(os.environ["EVBUS_TRIGGER_PARTITIONS"])
+        if "EVBUS_HOP_LIMIT" in os.environ:
+            env["hop_limit"] = int(os.environ["EVBUS_HOP_LIMIT"])
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_CONSUMED = Counter("evbus_router_events_consumed_total", "Records read from events.* topics", ["topic"])
 TRIGGERS_ROUTED = Counter("evbus_router_triggers_routed_total", "Trigger records produced", ["workflow"])
@@ -18,6 +18,9 @@ TRANSACTIONS = Counter("evbus_router_transactions_total", "Kafka transactions by
 TRIGGERS_HANDLED = Counter("evbus_runner_triggers_handled_total", "Handler calls by outcome",
                            ["workflow", "outcome"])
 HANDLER_SECONDS = Histogram("evbus_runner_handler_seconds", "Handler call duration", ["workflow"])
+IN_FLIGHT = Gauge("evbus_runner_in_flight", "Handler calls running", ["workflow"])
+HELD = Gauge("evbus_runner_held", "Triggers held because their subscription is paused", ["workflow"])
+RETRYING = Gauge("evbus_runner_retrying", "Triggers waiting for a retry", ["workflow"])
 
 
 def serve(port: int | None) -> None:

@@ -8,6 +8,10 @@ to the dead-letter topic, in the same transaction, with headers saying why and w
 A transaction that cannot be delivered (a trigger too large for the cluster, a topic the router may not
 write) is aborted and its records are routed again one per transaction; the one that fails alone is
 dead-lettered with reason `undeliverable`. Nothing is skipped and the router does not stall on it.
+
+Loops (lineage.py): an event at the hop limit is not routed at all, and a subscription already in the
+event's causation chain more often than its `recursion` allows gets no trigger; both are dead-lettered
+with reason `loop`, and the event's other subscriptions are routed as usual.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from datetime import datetime, timezone
 
 from confluent_kafka import KafkaException, Message
 
-from . import metrics
+from . import lineage, metrics
 from .config import Settings
 from .envelope import codec, decode
 from .envelope.cloudevents import Decoded
@@ -189,13 +193,29 @@ class Router:
         except UnicodeDecodeError as exc:  # a header name that is not UTF-8 (confluent-kafka decodes them)
             self._dead_letter(msg, "bad-headers", str(exc))
             return
+        try:
+            lin = lineage.from_headers(msg.headers())
+        except lineage.LineageError as exc:
+            self._dead_letter(msg, "bad-headers", str(exc))
+            return
         event = decoded.event
+        if lin.hops >= self.settings.hop_limit:
+            self._dead_letter(msg, "loop", f"hop limit {self.settings.hop_limit} reached (hops {lin.hops}, "
+                                           f"correlation {event.correlationid}, chain {','.join(lin.chain)})")
+            return
         with self.view.lock:
             result = self.view.index.match(event.tenant, event.type, decoded.payload, event.meta)
         self._report(result, decoded, msg)
         now = datetime.now(timezone.utc)
+        cycles = []
         for entry in result.matched:
-            self._produce_trigger(msg, decoded, entry, now)
+            if lin.chain and lin.times_in_chain(entry.key) > entry.recursion:
+                cycles.append(f"{entry.key} (recursion {entry.recursion})")
+                continue
+            self._produce_trigger(msg, decoded, entry, now, lin)
+        if cycles:
+            self._dead_letter(msg, "loop", f"cycle: {', '.join(cycles)} re-triggered by its own descendant "
+                                           f"(chain {','.join(lin.chain)}; correlation {event.correlationid})")
         metrics.ROUTING_LATENCY.observe(max(0.0, (now - event.time).total_seconds()))
 
     def _report(self, result: MatchResult, decoded: Decoded, msg: Message) -> None:
@@ -204,7 +224,8 @@ class Router:
             self._filter_log.warning("filter of %s failed on %s (%s): %s; counted as no match",
                                      entry.key, decoded.event.id, _where(msg), error)
 
-    def _produce_trigger(self, msg: Message, decoded: Decoded, entry, now: datetime) -> None:
+    def _produce_trigger(self, msg: Message, decoded: Decoded, entry, now: datetime,
+                         lin: lineage.Lineage = lineage.ROOT) -> None:
         key = f"{decoded.event.id}:{entry.name}"
         labels = (entry.name, entry.tenant, entry.workflow)
         prefix = self._prefixes.get(labels)
@@ -215,7 +236,7 @@ class Router:
         topic = self.settings.trigger_topic(entry.workflow)
         self.topics.ensure(topic, partitions=self.settings.trigger_partitions)  # cached: made with the subscription
         headers = [("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode()),
-                   ("evbus-idempotency-key", key.encode())]
+                   ("evbus-idempotency-key", key.encode()), *lin.headers()]
         self._produce(topic, msg.key(), value, headers)
         self._count(metrics.MATCHES, entry.tenant, entry.name)
         self._count(metrics.TRIGGERS_ROUTED, entry.workflow)

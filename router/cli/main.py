@@ -10,6 +10,7 @@ from .publish_cmd import publish
 from .process_cmd import route, work
 from .sub_cmd import sub
 from .demo_cmd import demo
+from .dlq_cmd import dlq
 
 
 @click.group()
@@ -19,7 +20,7 @@ def cli(verbose: bool) -> None:
     setup_logging(verbose)
 
 
-for command in (kafka, publish, route, work, sub, demo):
+for command in (kafka, publish, route, work, sub, dlq, demo):
     cli.add_command(command)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -52,21 +54,52 @@ def load_app(app: str) -> None:
 
 
 @click.command()
-@click.argument("app")
-@click.option("--workflow", "only", multiple=True, help="Run only these workflows (repeatable).")
+@click.argument("app", required=False)
+@click.option("--workflow", "only", multiple=True, help="Run only these workflows (repeatable); with "
+              "--webhook, the one workflow whose triggers are POSTed.")
+@click.option("--webhook", help="Deliver each trigger of --workflow by HTTP POST to this URL (no APP needed).")
+@click.option("--concurrency", type=click.IntRange(1, 10000), help="Handler calls in flight per workflow "
+              "(overrides @workflow; default 16). Triggers with the same key still run in order.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Most handler calls started per "
+              "second, per workflow.")
+@click.option("--backoff", type=click.FloatRange(min=0), help="First retry delay in seconds (doubles per attempt).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Webhook request timeout in seconds.")
+@click.option("--secret-env", default="EVBUS_WEBHOOK_SECRET", show_default=True,
+              help="Environment variable holding the webhook signing secret.")
 @click.option("--metrics-port", type=int, default=9465, show_default=True, help="Prometheus port; 0 = off.")
 @bootstrap_option
 @handle_errors
-def work(app, only, metrics_port, bootstrap) -> None:
-    """Run the workflows that APP (module or file.py) registers with @workflow, until SIGTERM."""
+def work(app, only, webhook, concurrency, rate, backoff, timeout, secret_env, metrics_port, bootstrap) -> None:
+    """Run the workflows that APP (module or file.py) registers with @workflow, or one --webhook
+    workflow, until SIGTERM."""
     long_running()
+    specs = _webhook_spec(webhook, only, timeout, secret_env, concurrency) if webhook else _app_specs(app, only)
+    overrides = {k: v for k, v in {"concurrency": concurrency, "rate": rate, "backoff": backoff}.items()
+                 if v is not None}
+    try:
+        specs = {name: replace(spec, **overrides) for name, spec in specs.items()}
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    metrics.serve(metrics_port)
+    runner_mod.run(settings(bootstrap), specs)
+
+
+def _app_specs(app, only) -> dict:
+    if not app:
+        raise ConfigError("name an APP (module or file.py with @workflow handlers), or use --webhook URL")
     load_app(app)
-    handlers = runner_mod.registered()
-    missing = set(only) - set(handlers)
+    specs = runner_mod.registered()
+    missing = set(only) - set(specs)
     if missing:
         raise ConfigError(f"{app} registers no workflow named {', '.join(sorted(missing))}; "
-                          f"it has: {', '.join(sorted(handlers)) or 'none'}")
-    if only:
-        handlers = {k: v for k, v in handlers.items() if k in only}
-    metrics.serve(metrics_port)
-    runner_mod.run(settings(bootstrap), handlers)
+                          f"it has: {', '.join(sorted(specs)) or 'none'}")
+    return {k: v for k, v in specs.items() if k in only} if only else specs
+
+
+def _webhook_spec(url, only, timeout, secret_env, concurrency) -> dict:
+    from ..delivery.webhook import WebhookHandler
+    if len(only) != 1:
+        raise ConfigError("--webhook needs exactly one --workflow: the workflow whose triggers are POSTed")
+    handler = WebhookHandler(url, os.environ.get(secret_env, ""), timeout=timeout, concurrency=concurrency or 16)
+    return {only[0]: runner_mod.WorkflowSpec(only[0], handler)}

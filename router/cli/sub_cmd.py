@@ -1,4 +1,4 @@
-"""`evbus sub add|list|show|rm|test`: subscriptions on the compacted topic."""
+"""`evbus sub add|list|show|rm|test|pause|resume`: subscriptions on the compacted topic."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .publish_cmd import parse_data
 
 
 def _line(s: Subscription) -> str:
-    state = "" if s.enabled else "  (disabled)"
+    state = ("" if s.enabled else "  (disabled)") + ("  (paused)" if s.paused else "")
     where = f"  where {s.filter}" if s.filter else ""
     return f"{s.tenant}/{s.name} → {s.workflow}  on {', '.join(s.patterns)}{where}{state}"
 
@@ -33,13 +33,21 @@ def sub() -> None:
 @click.option("--on", "on", multiple=True, required=True, help="Topic pattern; repeat for several.")
 @click.option("--where", "where", help='CEL filter, e.g. \'event.department == "Finance"\'.')
 @click.option("--disabled", is_flag=True, help="Store it disabled.")
+@click.option("--paused", is_flag=True, help="Store it paused: triggers are kept until `evbus sub resume`.")
+@click.option("--max-attempts", type=int, help="Handler calls per trigger before the dead letters [5].")
+@click.option("--max-age", "max_age_s", type=int, help="Seconds after routing a failing trigger is retried [86400].")
+@click.option("--recursion", type=int,
+              help="Times its own descendants may trigger it again in one causation chain [0: a cycle is a loop].")
 @bootstrap_option
 @json_option
 @handle_errors
-def add(name, tenant, workflow, on, where, disabled, bootstrap, as_json) -> None:
+def add(name, tenant, workflow, on, where, disabled, paused, max_attempts, max_age_s, recursion, bootstrap,
+        as_json) -> None:
     """Add or replace subscription NAME; it is live in the router within a second."""
     s = SubscriptionStore(settings(bootstrap)).put(name=name, tenant=tenant, workflow=workflow,
-                                                    patterns=list(on), filter=where, enabled=not disabled)
+                                                    patterns=list(on), filter=where, enabled=not disabled,
+                                                    paused=paused, max_attempts=max_attempts, max_age_s=max_age_s,
+                                                    recursion=recursion)
     emit(s.to_json(), as_json, f"stored {_line(s)}")
 
 
@@ -80,6 +88,28 @@ def rm(name, tenant, bootstrap) -> None:
         click.echo(f"error: no subscription {tenant}/{name}", err=True)
         sys.exit(1)
     click.echo(f"removed {tenant}/{name}")
+
+
+@sub.command()
+@click.argument("name")
+@click.option("--tenant", required=True)
+@bootstrap_option
+@handle_errors
+def pause(name, tenant, bootstrap) -> None:
+    """Pause: triggers are still routed and kept; the runner holds them until resumed."""
+    s = SubscriptionStore(settings(bootstrap)).set_paused(tenant, name, True)
+    click.echo(f"paused {s.key}: its triggers accumulate until `evbus sub resume {s.name} --tenant {s.tenant}`")
+
+
+@sub.command()
+@click.argument("name")
+@click.option("--tenant", required=True)
+@bootstrap_option
+@handle_errors
+def resume(name, tenant, bootstrap) -> None:
+    """Resume a paused subscription: held triggers are delivered, in order."""
+    s = SubscriptionStore(settings(bootstrap)).set_paused(tenant, name, False)
+    click.echo(f"resumed {s.key}")
 
 
 @sub.command()

@@ -33,13 +33,14 @@ def load_schema(name: str, version: int = VERSION, named: dict | None = None) ->
 _named: dict = {}
 EVENT_SCHEMA = load_schema("event", named=_named)
 TRIGGER_SCHEMA = load_schema("trigger", named=_named)
-SUBSCRIPTION_SCHEMA = load_schema("subscription")
+SUBSCRIPTION_VERSION = 2  # v2: delivery policy and pause flag
+SUBSCRIPTION_SCHEMA = load_schema("subscription", SUBSCRIPTION_VERSION)
 _FRAME = FRAME = HEADER.pack(MAGIC, VERSION)
 
 
-def _write(schema: Any, record: dict) -> bytes:
+def _write(schema: Any, record: dict, frame: bytes = FRAME) -> bytes:
     buf = io.BytesIO()
-    buf.write(_FRAME)
+    buf.write(frame)
     fastavro.schemaless_writer(buf, schema, record)
     return buf.getvalue()
 
@@ -48,7 +49,8 @@ def _write(schema: Any, record: dict) -> bytes:
 # resolves any known writer version into the current one; an unknown version is a DecodeError (the
 # router dead-letters it, to be redriven once the reader knows that version).
 WRITERS: dict[str, dict[int, Any]] = {"event": {VERSION: EVENT_SCHEMA}, "trigger": {VERSION: TRIGGER_SCHEMA},
-                                      "subscription": {VERSION: SUBSCRIPTION_SCHEMA}}
+                                      "subscription": {1: load_schema("subscription", 1),
+                                                       SUBSCRIPTION_VERSION: SUBSCRIPTION_SCHEMA}}
 READERS = {"event": EVENT_SCHEMA, "trigger": TRIGGER_SCHEMA, "subscription": SUBSCRIPTION_SCHEMA}
 
 
@@ -159,7 +161,7 @@ def decode_trigger(value: bytes | None) -> dict:
 
 
 def encode_subscription(record: dict) -> bytes:
-    return _write(SUBSCRIPTION_SCHEMA, record)
+    return _write(SUBSCRIPTION_SCHEMA, record, HEADER.pack(MAGIC, SUBSCRIPTION_VERSION))
 
 
 def decode_subscription(value: bytes | None) -> dict:

@@ -54,15 +54,16 @@ class Entry:
     decide: Any = None  # the captured filter as a function (event, meta) → True/False/ERROR
     program: Filter | None = None  # the CEL program, kept only when the filter is not captured
     anchors: tuple | None = None  # None: filed under scan
+    recursion: int = 0  # re-triggers by its own descendants allowed in one causation chain (lineage.py)
 
     @classmethod
     def build(cls, key: str, name: str, tenant: str, workflow: str, patterns: tuple[str, ...],
-              filter: Filter | None) -> "Entry":
+              filter: Filter | None, recursion: int = 0) -> "Entry":
         if filter is None:
-            return cls(key, name, tenant, workflow, patterns, False)
+            return cls(key, name, tenant, workflow, patterns, False, recursion=recursion)
         decide, anchors = _analyse(filter.text)
         return cls(key, name, tenant, workflow, patterns, True, sys.intern(filter.text), decide,
-                   None if decide else filter, anchors)
+                   None if decide else filter, anchors, recursion)
 
 
 @dataclass(slots=True)

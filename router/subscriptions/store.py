@@ -18,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPart
 
 from ..config import Settings
 from ..envelope import codec
-from ..errors import DecodeError, KafkaError
+from ..errors import DecodeError, KafkaError, SubscriptionError
 from ..kafka import clients
 from ..kafka.admin import Topics
 from ..matching import filters
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 def entry_for(sub: Subscription, compiled: filters.Filter | None = None) -> Entry:
     if compiled is None and sub.filter is not None:
         compiled = filters.compile_filter(sub.filter)
-    return Entry.build(sub.key, sub.name, sub.tenant, sub.workflow, sub.patterns, compiled)
+    return Entry.build(sub.key, sub.name, sub.tenant, sub.workflow, sub.patterns, compiled, sub.recursion)
 
 
 class SubscriptionStore:
@@ -41,13 +41,23 @@ class SubscriptionStore:
         self._producer = clients.producer(settings)
 
     def put(self, *, name: str, tenant: str, workflow: str, patterns: list[str] | tuple[str, ...],
-            filter: str | None = None, enabled: bool = True) -> Subscription:
+            filter: str | None = None, enabled: bool = True, **delivery) -> Subscription:
+        """Create or replace a subscription; `delivery`: paused, recursion, max_attempts, max_age_s."""
         sub, _ = build(name=name, tenant=tenant, workflow=workflow, patterns_=patterns, filter=filter,
-                       enabled=enabled)  # validated before anything touches Kafka
+                       enabled=enabled, **delivery)  # validated before anything touches Kafka
         self._topics.ensure_bus_topics()
         self._topics.ensure(self._settings.trigger_topic(workflow), partitions=self._settings.trigger_partitions)
         self._send(sub.key, codec.encode_subscription(sub.to_record()))
         return sub
+
+    def set_paused(self, tenant: str, name: str, paused: bool) -> Subscription:
+        """Pause or resume: the router keeps routing, the runner holds a paused subscription's triggers."""
+        sub = self.get(tenant, name)
+        if sub is None:
+            raise SubscriptionError(f"no subscription {tenant}/{name}", field="name")
+        return self.put(name=sub.name, tenant=sub.tenant, workflow=sub.workflow, patterns=sub.patterns,
+                        filter=sub.filter, enabled=sub.enabled, paused=paused, recursion=sub.recursion,
+                        max_attempts=sub.max_attempts, max_age_s=sub.max_age_s)
 
     def delete(self, tenant: str, name: str) -> bool:
         if self.get(tenant, name) is None:
@@ -191,3 +201,46 @@ class LiveView:
                 self.index.remove(key)
             else:
                 self.index.put(entry)
+
+
+class StateView:
+    """Every subscription as stored, kept current by a background thread: what the runner reads for
+    pause state and retry policy (no filters compiled, no index built)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.state: dict[str, Subscription] = {}
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="subscription-state", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> "StateView":
+        Topics(self._settings).ensure_bus_topics()
+        self._thread.start()
+        if not self.ready.wait(timeout):
+            raise KafkaError(f"subscriptions not loaded within {timeout:.0f}s: {self.error}")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def get(self, tenant: str, name: str) -> Subscription | None:
+        return self.state.get(f"{tenant}/{name}")
+
+    def _run(self) -> None:
+        try:
+            with _reader(self._settings) as (consumer, high):
+                tp = TopicPartition(self._settings.subscriptions_topic, 0)
+                while not self._stop.is_set():
+                    for msg in consumer.consume(500, 0.1):
+                        if msg.error():
+                            logger.warning("subscriptions: %s", msg.error())
+                        else:
+                            _apply(self.state, msg)  # one dict assignment: readers see old or new
+                    if not self.ready.is_set() and (high == 0 or consumer.position([tp])[0].offset >= high):
+                        self.ready.set()
+        except BaseException as exc:
+            self.error = exc
+            logger.exception("subscription state view stopped")

@@ -3,6 +3,6 @@
 from router import Trigger, workflow
 
 
-@workflow("boom")
+@workflow("boom", backoff=0.05)
 def boom(trigger: Trigger) -> None:
     raise RuntimeError("always fails")

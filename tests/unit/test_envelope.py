@@ -129,11 +129,23 @@ def test_bad_records_raise_decode_error_with_reason(value, hdrs, reason):
 
 def test_wrong_schema_is_bad_avro():
     """A record framed as ours but written with another schema (a subscription, say) does not pass."""
-    sub = codec.encode_subscription({"name": "n", "tenant": "t", "workflow": "w", "patterns": ["a.b"],
-                                     "filter": None, "enabled": True, "updated_at": datetime.now(timezone.utc)})
+    sub = codec._write(codec.WRITERS["subscription"][1], V1_SUBSCRIPTION)  # framed as version 1, like events
     with pytest.raises(DecodeError) as err:
         decode(sub, None, LIMIT)
     assert err.value.reason in ("bad-avro", "invalid-attribute")
+
+
+V1_SUBSCRIPTION = {"name": "n", "tenant": "t", "workflow": "w", "patterns": ["a.b"], "filter": None,
+                   "enabled": True, "updated_at": datetime.now(timezone.utc)}
+
+
+def test_v1_subscription_reads_with_the_v2_delivery_defaults():
+    old = codec._write(codec.WRITERS["subscription"][1], V1_SUBSCRIPTION)
+    record = codec.decode_subscription(old)
+    assert (record["paused"], record["recursion"], record["max_attempts"], record["max_age_s"]) == (False, 0, 5, 86400)
+    new = codec.decode_subscription(codec.encode_subscription({**V1_SUBSCRIPTION, "paused": True, "recursion": 2,
+                                                               "max_attempts": 3, "max_age_s": 60}))
+    assert (new["paused"], new["recursion"], new["max_attempts"], new["max_age_s"]) == (True, 2, 3, 60)
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
