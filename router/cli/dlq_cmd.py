@@ -19,7 +19,7 @@ def _when(value: str | None) -> datetime | None:
     try:
         t = datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-27T10:00:00Z)") from None
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-27T10:00:00Z)") from None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
@@ -89,7 +89,7 @@ def redrive(workflow, subscription, error, since, until, everything, again, boot
     """Send dead letters back to triggers.<workflow> (same idempotency keys): all with --all, or those
     the filters select."""
     if not (everything or subscription or error or since or until):
-        raise ConfigError("say what to redrive: --all, or --subscription/--error/--since/--until")
+        raise click.UsageError("say what to redrive: --all, or --subscription/--error/--since/--until")
     cfg = settings(bootstrap)
     letters = _select(cfg, workflow, subscription, error, since, until, again)
     if not letters:

@@ -49,7 +49,7 @@ class TokenBucket:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
-        if self._tokens >= 1:
+        if self._tokens >= 1 - 1e-9:  # float steps of 1/rate must not lose a start
             self._tokens -= 1
             return True
         return False

@@ -3,7 +3,7 @@
 Every call appends a JSON line to DELIVERY_OUT: {"wf", "phase": start|ok|fail, "n", "key", "ikey",
 "attempt", "t"}. Payload fields: `fail` (fail while attempt <= fail), `sleep` (seconds), `next` (publish
 this event type afterwards, same tenant and payload). Files: while DELIVERY_FAIL_FLAG exists, `always`
-fails. Workflows: flaky, always, slow, ping, pong, aping.
+fails; DELIVERY_NO_SLEEP turns `sleep` off. Workflows: flaky, always, slow, ping, pong, aping.
 """
 
 import asyncio
@@ -29,7 +29,8 @@ def _log(wf: str, phase: str, trigger: Trigger, **extra) -> None:
 def _body(wf: str, trigger: Trigger) -> None:
     global _pub
     _log(wf, "start", trigger)
-    time.sleep(float(trigger.data.get("sleep", 0)))
+    if not os.environ.get("DELIVERY_NO_SLEEP"):
+        time.sleep(float(trigger.data.get("sleep", 0)))
     if trigger.attempt <= int(trigger.data.get("fail", 0)):
         _log(wf, "fail", trigger)
         raise RuntimeError(f"failing attempt {trigger.attempt}")
@@ -37,7 +38,8 @@ def _body(wf: str, trigger: Trigger) -> None:
         with _lock:
             if _pub is None:
                 _pub = Publisher(source=f"workflow/{wf}")
-        _pub.publish(trigger.data["next"], trigger.data, tenant=trigger.tenant)
+        # ping-pong: publish the type named in `next`, naming this event's type as the one after
+        _pub.publish(trigger.data["next"], {**trigger.data, "next": trigger.event.type}, tenant=trigger.tenant)
         _pub.flush()
     _log(wf, "ok", trigger)
 
