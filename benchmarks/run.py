@@ -3,7 +3,8 @@
     python -m benchmarks.run [--quick] [--out bench-results/latest.json]
 
 Prints a table and writes JSON with: passthrough_eps, router_eps, naive_eps, match_only_eps (keyed by
-subscription count), latency_ms (p50, p99, rate), sub_change_s, bytes_per_subscription, machine, started_at.
+subscription count), latency_ms (p50, p99, rate), sub_change_s, bytes_per_subscription, machine, started_at;
+delivery: the runner's 20 ms handler at concurrency 1 and 32 (benchmarks/delivery.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from router.config import Settings
 from router.kafka import local
 from router.kafka.admin import Topics
 
-from . import kafka_runs, matching
+from . import delivery, kafka_runs, matching
 from .workload import subscriptions
 
 
@@ -128,6 +129,11 @@ def main() -> None:
     try:
         result.update(bench_kafka(bootstrap, [1000] if quick else sizes, [1000, 10_000],
                                   24_000 if quick else 60_000, 3 if quick else 20, quick))
+        result["delivery"] = delivery.bench(Settings(bootstrap=bootstrap, namespace=f"d{uuid.uuid4().hex[:8]}."),
+                                            quick)
+        d = result["delivery"]
+        log(f"runner, 20 ms handler: concurrency 1 {d['c1_per_s']}/s, concurrency 32 {d['c32_per_s']}/s "
+            f"({d['ratio']}x); per-key order violations {d['order_violations']}")
     finally:
         if cluster:
             local.down(cluster)
@@ -153,6 +159,10 @@ def print_table(r: dict) -> None:
     print(f"\nlatency at {lat.get('rate')}/s: p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms;"
           f" subscription change live in {r.get('sub_change_s')} s;"
           f" {r['bytes_per_subscription']} bytes per subscription")
+    d = r.get("delivery")
+    if d:
+        print(f"runner, 20 ms handler: concurrency 32 / concurrency 1 = {d['c32_per_s']} / {d['c1_per_s']} "
+              f"triggers/s = {d['ratio']}x; per-key order violations: {d['order_violations']}")
 
 
 if __name__ == "__main__":

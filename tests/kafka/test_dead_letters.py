@@ -30,7 +30,7 @@ def test_bad_records_are_dead_lettered_and_the_rest_routed(bus, start_router):
     Topics(bus).ensure(topic, partitions=1)
     good = lambda n: codec.encode_event(new_event("order.placed", {"n": n}, tenant="acme", source="t",
                                                   max_bytes=1 << 20))
-    subscription_record = codec.encode_subscription({
+    subscription_record = codec._write(codec.WRITERS["subscription"][1], {  # framed as version 1, like events
         "name": "x", "tenant": "acme", "workflow": "w", "patterns": ["a.b"], "filter": None, "enabled": True,
         "updated_at": datetime.now(timezone.utc)})
     records = [  # (value, headers, expected reason or None for a good event)
