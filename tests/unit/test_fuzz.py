@@ -1,0 +1,117 @@
+"""Bad input wherever it enters: random and mutated bytes, headers, subscriptions and filters never crash
+or hang the bus; each ends in a result or the one error type that entry point documents (the router turns
+it into a dead letter, the CLI and API into a message naming the problem)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from router import lineage
+from router.envelope import codec, decode, new_event
+from router.errors import DecodeError, SubscriptionError
+from router.matching import filters
+from router.subscriptions.model import build
+
+LIMIT = 64 * 1024
+FUZZ = settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+header_names = st.sampled_from(["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_tenant", "ce_time",
+                                "ce_subject", "content-type", "evbus-tenant", "evbus-hops", "evbus-chain",
+                                "ce_datacontenttype", "x"])
+headers = st.lists(st.tuples(header_names, st.one_of(st.none(), st.binary(max_size=40),
+                                                     st.sampled_from([b"1.0", b"acme", b"a.b", b"application/json",
+                                                                      b"application/cloudevents+json"]))), max_size=8)
+VALID = codec.encode_event(new_event("order.placed", {"n": 1, "s": "x" * 20}, tenant="acme", source="s",
+                                     max_bytes=LIMIT))
+
+
+def _decode(value, hs):
+    try:
+        decode(value, hs, LIMIT)
+    except DecodeError:
+        pass
+
+
+@FUZZ
+@given(st.one_of(st.none(), st.binary(max_size=300)), headers)
+def test_envelope_and_cloudevents_decoder_take_any_bytes(value, hs):
+    _decode(value, hs)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=6),
+       st.integers(0, len(VALID)))
+def test_mutated_valid_events_decode_or_fail_cleanly(flips, cut):
+    value = bytearray(VALID)
+    for at, byte in flips:
+        value[at] = byte
+    _decode(bytes(value[:cut] if cut > 5 else value), None)
+
+
+@FUZZ
+@given(st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+                    max_leaves=20), headers)
+def test_structured_cloudevents_with_any_json_fail_cleanly(doc, hs):
+    import orjson
+    try:
+        body = orjson.dumps(doc)
+    except TypeError:
+        return
+    _decode(body, [("content-type", b"application/cloudevents+json"), *hs])
+
+
+@FUZZ
+@given(st.text(max_size=60), st.text(max_size=20), st.text(max_size=20), st.lists(st.text(max_size=20), max_size=3),
+       st.one_of(st.none(), st.text(max_size=80)))
+def test_subscription_validator_takes_any_strings(name, tenant, workflow, patterns, filter_):
+    try:
+        build(name=name, tenant=tenant, workflow=workflow, patterns_=patterns, filter=filter_)
+    except SubscriptionError:
+        pass
+
+
+cel_pieces = st.sampled_from(["event", "meta", ".", "a", "`b-c`", "==", "!=", "<", "&&", "||", "!", "(", ")",
+                              "[", "]", "{", "}", ",", ":", "in", "has", "size", "matches", '"x"', "'y'", "1",
+                              "2.5", "-", "true", "null", "?", "startsWith", " ", "\\", '"', "b\"\"", "0x1", "u"])
+
+
+@FUZZ
+@given(st.lists(cel_pieces, max_size=30))
+def test_cel_compilation_of_token_soup_fails_cleanly(pieces):
+    try:
+        filters.compile_filter("".join(pieces))
+    except SubscriptionError:
+        pass
+
+
+def test_pathological_filters_are_refused_not_crashed():
+    for text in ("(" * 5000 + "true" + ")" * 5000, "!" * 4000 + "true", "[" * 3000 + "]" * 3000,
+                 " && ".join(["event.a == 1"] * 400), "event" + ".a" * 2000):
+        try:
+            filters.compile_filter(text)
+        except SubscriptionError:
+            pass
+
+
+@FUZZ
+@given(headers)
+def test_lineage_headers_parse_or_raise_lineage_error(hs):
+    try:
+        lineage.from_headers(hs)
+    except lineage.LineageError:
+        pass
+
+
+def test_a_catastrophic_regex_runs_in_linear_time_on_both_paths():
+    """`(a+)+$` on "aaaa…b" takes exponential time in a backtracking engine; RE2 (the index's captured
+    path) and the C++ CEL engine's RE2 answer at once. pytest-timeout (per test) is the guard."""
+    from router.matching.index import Entry, SubscriptionIndex
+    evil = 'event.s.matches("(a+)+$")'
+    payload = {"s": "a" * 5000 + "b"}
+    meta = new_event("x.y", payload, tenant="t", source="s", max_bytes=LIMIT).meta()
+    compiled = filters.compile_filter(evil)
+    assert compiled(filters.activation(payload, meta)) is False  # the CEL engine
+    index = SubscriptionIndex([Entry.build("t/n", "n", "t", "w", ("x.y",), compiled)])
+    assert index.match("t", "x.y", lambda: payload, lambda: meta).matched == []  # the captured path
+    for _ in range(200):
+        index.match("t", "x.y", lambda: payload, lambda: meta)
