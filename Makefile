@@ -12,6 +12,7 @@ help:
 	@echo "make demo   - start a local Kafka broker, the router and the seed's workflows; show what fired"
 	@echo "make test   - the whole suite against a real broker that the run starts and stops"
 	@echo "make bench  - routing benchmarks (QUICK=1 for the smoke version)"
+	@echo "make chaos  - faults on a 3-node cluster, verified: nothing lost, nothing twice (QUICK=1: short)"
 
 # Java 17+ and Maven fetch and run the Kafka broker; installed from Debian's packages when missing.
 system-deps:
@@ -50,6 +51,10 @@ broker-down: install
 # Benchmarks, each beside its baseline in the same run; QUICK=1 is the seconds-long smoke version.
 bench: install
 	$(PY) -m benchmarks.run $(if $(QUICK),--quick,) --out bench-results/latest.json
+
+# The chaos run on a 3-node cluster it starts and stops; QUICK=1 is the short version that `make test` runs.
+chaos: install
+	$(PY) -m chaos.run $(if $(QUICK),--quick,) --out chaos-results/latest.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis bench-results chaos-results

@@ -33,6 +33,8 @@ class Settings(BaseModel):
     max_event_bytes: int = 1024 * 1024
     # Loop protection: an event this many workflow hops from its origin is not routed (lineage.py).
     hop_limit: int = Field(default=16, ge=1)
+    # How far back events can be replayed: event topics must keep records at least this long (kafka/guards.py).
+    replay_window_s: int = Field(default=7 * 86400, ge=0)
     # Partitions and replication for topics the bus creates itself.
     topic_partitions: int = 4
     # Trigger topics: one per workflow. Each partition a transaction touches costs the router a little at
@@ -50,6 +52,8 @@ class Settings(BaseModel):
             env["topic_partitions"] = int(os.environ["EVBUS_PARTITIONS"])
         if "EVBUS_TRIGGER_PARTITIONS" in os.environ:
             env["trigger_partitions"] = int(os.environ["EVBUS_TRIGGER_PARTITIONS"])
+        if "EVBUS_REPLAY_WINDOW_S" in os.environ:
+            env["replay_window_s"] = int(os.environ["EVBUS_REPLAY_WINDOW_S"])
         if "EVBUS_HOP_LIMIT" in os.environ:
             env["hop_limit"] = int(os.environ["EVBUS_HOP_LIMIT"])
         env.update({k: v for k, v in overrides.items() if v is not None})

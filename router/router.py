@@ -30,7 +30,7 @@ from .config import Settings
 from .envelope import codec, decode
 from .envelope.cloudevents import Decoded
 from .errors import DecodeError
-from .kafka import clients
+from .kafka import clients, guards
 from .kafka.admin import Topics
 from .kafka.transaction import Checkpoint, DeliveryFailed, classify, fatal
 from .matching.index import MatchResult
@@ -70,6 +70,7 @@ class Router:
         self.topics.ensure(self.settings.trigger_topic(sub.workflow), partitions=self.settings.trigger_partitions)
 
     def run(self) -> None:
+        guards.check(self.settings, "router")  # before creating anything: refuse settings that lose events
         self.topics.ensure_bus_topics()
         with ExitStack() as stack:
             self.view.start()

@@ -116,10 +116,12 @@ def to_trigger(msg: Message) -> Trigger:
 def run(settings: Settings, specs: dict[str, WorkflowSpec]) -> None:
     """Run each workflow in its own thread until SIGTERM/SIGINT: calls in flight finish, then commit."""
     from .delivery.worker import WorkflowWorker
+    from .kafka import guards
     from .subscriptions.store import StateView
 
     if not specs:
         raise ValueError("no workflows to run: decorate a handler with @workflow('name')")
+    guards.check(settings, "runner")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

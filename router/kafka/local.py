@@ -158,15 +158,60 @@ def up(cluster: LocalCluster, timeout: float = 120.0) -> str:
     _format(cluster)
     pids, logs = [], []
     for node_id in range(1, cluster.nodes + 1):
-        log = cluster.node_dir(node_id) / "broker.log"
-        with open(log, "w") as out:
-            proc = subprocess.Popen(_java(cluster, "kafka.Kafka", str(cluster.node_dir(node_id) / "server.properties")),
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        pids.append(proc.pid)
+        pid, log = _spawn(cluster, node_id)
+        pids.append(pid)
         logs.append(log)
     cluster.state_file.write_text(json.dumps({"bootstrap": cluster.bootstrap, "pids": pids}))
     _wait_ready(cluster, pids, logs, timeout)
     return cluster.bootstrap
+
+
+def _spawn(cluster: LocalCluster, node_id: int, mode: str = "w") -> tuple[int, Path]:
+    log = cluster.node_dir(node_id) / "broker.log"
+    with open(log, mode) as out:
+        proc = subprocess.Popen(_java(cluster, "kafka.Kafka", str(cluster.node_dir(node_id) / "server.properties")),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc.pid, log
+
+
+def node_pid(cluster: LocalCluster, node_id: int) -> int | None:
+    pids = (read_state(cluster) or {}).get("pids", [])
+    pid = pids[node_id - 1] if len(pids) >= node_id else None
+    return pid if pid and _alive(pid) else None
+
+
+def stop_node(cluster: LocalCluster, node_id: int, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+    """Send `sig` to one node (SIGKILL: a crash; SIGTERM: a clean shutdown) and wait until it is gone."""
+    pid = node_pid(cluster, node_id)
+    if pid is None:
+        return
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        _reap([pid])
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    _reap([pid])
+
+
+def start_node(cluster: LocalCluster, node_id: int, timeout: float = 120.0) -> None:
+    """Start one stopped node again and wait until it is ready."""
+    if node_pid(cluster, node_id) is not None:
+        return
+    log = cluster.node_dir(node_id) / "broker.log"
+    mark = log.stat().st_size if log.exists() else 0
+    pid, _ = _spawn(cluster, node_id, "a")
+    state = read_state(cluster) or {"bootstrap": cluster.bootstrap, "pids": [0] * cluster.nodes}
+    state["pids"][node_id - 1] = pid
+    cluster.state_file.write_text(json.dumps(state))
+    deadline = time.monotonic() + timeout
+    while READY_LINE not in log.read_text(errors="replace")[mark:]:
+        if not _alive(pid):
+            raise BrokerUnavailable(f"broker node {node_id} exited during restart; see {log}")
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(f"broker node {node_id} not ready {timeout:.0f}s after restart; see {log}")
+        time.sleep(0.2)
 
 
 def _wait_ready(cluster: LocalCluster, pids: list[int], logs: list[Path], timeout: float) -> None:

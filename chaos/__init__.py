@@ -1,0 +1,1 @@
+"""The chaos run (`make chaos`): routing and delivery under process and broker faults, verified."""
