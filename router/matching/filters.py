@@ -42,7 +42,10 @@ class Filter:
     program: Any
 
     def __call__(self, activation: Any) -> bool:
-        result = self.program.eval(activation)
+        try:
+            result = self.program.eval(activation)
+        except RuntimeError as exc:  # the engine's own limits, e.g. its comprehension iteration budget
+            raise FilterError(f"evaluation stopped by the CEL engine: {exc}") from None
         value = result.value()
         if value is True or value is False:
             return value

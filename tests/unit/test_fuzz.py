@@ -115,3 +115,14 @@ def test_a_catastrophic_regex_runs_in_linear_time_on_both_paths():
     assert index.match("t", "x.y", lambda: payload, lambda: meta).matched == []  # the captured path
     for _ in range(200):
         index.match("t", "x.y", lambda: payload, lambda: meta)
+
+
+def test_a_quadratic_filter_is_cut_off_by_the_engines_budget_not_run_for_minutes():
+    """Nested comprehensions over a big list cost |list|² per event; the engine's iteration budget stops
+    them, and the filter counts as an error (no match) for that event, like any other filter error."""
+    import pytest as _pytest
+    quadratic = filters.compile_filter("event.a.all(x, event.a.exists(y, y == x))")
+    meta = new_event("x.y", {}, tenant="t", source="s", max_bytes=LIMIT).meta()
+    assert quadratic(filters.activation({"a": list(range(50))}, meta)) is True  # small lists: fine
+    with _pytest.raises(filters.FilterError, match="evaluation stopped by the CEL engine: .*budget"):
+        quadratic(filters.activation({"a": list(range(5000))}, meta))
