@@ -45,14 +45,15 @@ class _Counting(Router):
     def route_one(self, msg) -> None:
         super()._route(msg)
 
-    def _commit(self) -> None:
+    def _commit(self, wait: bool = True) -> None:
         pending = self._checkpoint.pending
-        super()._commit()
+        super()._commit(wait)
         if pending and self._checkpoint.pending == 0:
             self.commits += 1
             if self.commits == self.warm_commits:
                 self.warm_at, self.warm_seen = time.perf_counter(), self.seen
         if self.seen >= self.target and self._checkpoint.pending == 0:
+            self._checkpoint.finish_commit()  # the last one committed, not just started
             self.done = time.perf_counter()
             self.stop()
 

@@ -102,6 +102,8 @@ class Router:
             if self._isolate:
                 self._route_isolated()
                 continue
+            if cp.pending == 0 and cp.commit_settled:
+                self._commit()  # a background commit ended while idle: surface its failure now
             # A transaction stays open at least as long as the last commit took: when commits are slow (many
             # partitions, a busy broker) transactions grow instead of the backlog, so latency stays bounded.
             interval = max(self.commit_interval, cp.last_commit_s)
@@ -110,18 +112,22 @@ class Router:
                 self._route(msg)
                 cp.pending += 1
             if cp.pending and (cp.pending >= self.batch_size or time.monotonic() - cp.opened_at >= interval):
-                self._commit()
+                self._commit(wait=False)  # the next batch is routed while this one commits
 
-    def _commit(self) -> None:
+    def _commit(self, wait: bool = True) -> None:
+        """Commit what was routed; with wait=False the commit runs on in the background (the next one,
+        or any synchronous commit, waits for it and handles its failure here)."""
         cp = self._checkpoint
         assert cp is not None
         pending = cp.pending
         try:
-            cp.commit()
+            cp.start_commit()
+            if wait:
+                cp.finish_commit()
         except DeliveryFailed as exc:
             logger.warning("transaction of %d records not delivered (%s); aborting, then routing them one "
-                           "per transaction", pending, exc)
-            self._isolate = max(self._isolate, pending)
+                           "per transaction", exc.pending or pending, exc)
+            self._isolate = max(self._isolate, exc.pending or pending)
             cp.abort()
         except KafkaException as exc:
             if classify(exc) == "fatal":

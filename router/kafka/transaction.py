@@ -11,6 +11,10 @@
      commit offsets for partitions it no longer owns);
   3. commit the transaction (a retriable failure repeats the same call, as librdkafka asks);
   4. begin the next one.
+`start_commit()` does 0-4 on a background thread (the client's blocking calls release the GIL) while the
+router routes the next batch into a new outbox; `finish_commit()` waits for it and raises its failure.
+At most one commit is in flight; `commit()` is both. The consumer positions and group metadata are taken
+when the commit starts, so they cover exactly the records handed over.
 `abort()` aborts and, unless told otherwise, rewinds every assigned partition to its committed offset,
 so the records are read and routed again in a new transaction. Errors are classified in `classify()`.
 """
@@ -18,6 +22,7 @@ so the records are read and routed again in a new transaction. Errors are classi
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError as CKError, KafkaException, Producer, TopicPartition
@@ -37,6 +42,7 @@ class DeliveryFailed(Exception):
 
     def __init__(self, errors: list[CKError], remaining: int) -> None:
         self.errors = errors
+        self.pending = 0  # records consumed in the failed transaction (set by the checkpoint)
         self.permanent = any(e.code() not in TRANSIENT and not e.retriable() for e in errors)
         summary = "; ".join(f"{e.name()}: {e.str()}" for e in errors[:3])
         super().__init__(f"{len(errors)} undelivered ({remaining} still queued): {summary or 'flush timed out'}")
@@ -54,6 +60,8 @@ class Checkpoint:
         self.on_delivery = self._callback(0)
         self._outbox: list[tuple] = []
         self.last_commit_s = 0.0  # how long the last commit took: the router paces transactions by it
+        self._inflight: threading.Thread | None = None
+        self._inflight_error: BaseException | None = None
         _retry(lambda: self._producer.init_transactions(TIMEOUT), "init_transactions")
         self._begin()
 
@@ -70,10 +78,15 @@ class Checkpoint:
         `max_buffered` records wait (memory stays bounded; 1 hands each record over at once)."""
         self._outbox.append((topic, key, value, headers))
         if len(self._outbox) >= self._max_buffered:
+            if self._inflight is not None:
+                self._inflight.join()  # the next transaction begins when the one in flight is committed
+                if self._inflight_error is not None:
+                    return  # it failed: the next commit raises it, and the router aborts both
             self._release()
 
-    def _release(self) -> None:
-        outbox, self._outbox = self._outbox, []
+    def _release(self, outbox: list[tuple] | None = None) -> None:
+        if outbox is None:
+            outbox, self._outbox = self._outbox, []
         callback = self.on_delivery
         for topic, key, value, headers in outbox:
             while True:
@@ -95,23 +108,64 @@ class Checkpoint:
         self.on_delivery = self._callback(self.generation)
 
     def commit(self) -> None:
+        self.start_commit()
+        self.finish_commit()
+
+    def start_commit(self) -> None:
+        """Commit the open transaction on a background thread; what is routed meanwhile goes into the
+        next one. Waits for (and raises the failure of) a commit already in flight first."""
+        self.finish_commit()
         if self.pending == 0:
             return
-        started = time.monotonic()
-        self._release()
-        remaining = self._producer.flush(TIMEOUT)
-        if remaining or self._delivery_errors:
-            raise DeliveryFailed(list(self._delivery_errors), remaining)
+        outbox, self._outbox = self._outbox, []
         positions = [tp for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0]
         metadata = self._consumer.consumer_group_metadata()
-        _retry(lambda: self._producer.send_offsets_to_transaction(positions, metadata, TIMEOUT), "send_offsets")
-        _retry(lambda: self._producer.commit_transaction(TIMEOUT), "commit_transaction")
-        self.last_commit_s = time.monotonic() - started
-        TRANSACTIONS.labels("commit").inc()
-        self._begin()
+        pending, self.pending = self.pending, 0
+        self.opened_at = time.monotonic()
+        self._inflight = threading.Thread(target=self._commit_in_background, name="commit", daemon=True,
+                                          args=(outbox, positions, metadata, pending))
+        self._inflight.start()
+
+    @property
+    def commit_settled(self) -> bool:
+        """A background commit has ended (well or not) and waits for finish_commit()."""
+        return self._inflight is not None and not self._inflight.is_alive()
+
+    def finish_commit(self) -> None:
+        if self._inflight is None:
+            return
+        self._inflight.join()
+        self._inflight = None
+        error, self._inflight_error = self._inflight_error, None
+        if error is not None:
+            raise error
+
+    def _commit_in_background(self, outbox, positions, metadata, pending: int) -> None:
+        started = time.monotonic()
+        try:
+            self._release(outbox)
+            remaining = self._producer.flush(TIMEOUT)
+            if remaining or self._delivery_errors:
+                failed = DeliveryFailed(list(self._delivery_errors), remaining)
+                failed.pending = pending
+                raise failed
+            _retry(lambda: self._producer.send_offsets_to_transaction(positions, metadata, TIMEOUT), "send_offsets")
+            _retry(lambda: self._producer.commit_transaction(TIMEOUT), "commit_transaction")
+            self.last_commit_s = time.monotonic() - started
+            TRANSACTIONS.labels("commit").inc()
+            self._producer.begin_transaction()
+            self.generation += 1
+            self.on_delivery = self._callback(self.generation)
+        except BaseException as exc:  # handed to the router's thread by finish_commit()
+            self._inflight_error = exc
 
     def abort(self, rewind: bool = True) -> None:
-        """Abort the open transaction; rewind every assigned partition to its committed offset."""
+        """Abort the open transaction; rewind every assigned partition to its committed offset (what
+        was routed since a failed commit started is discarded with it and read again)."""
+        try:
+            self.finish_commit()
+        except Exception as exc:  # the commit in flight failed too: it is what is being aborted
+            logger.warning("the commit in flight failed: %s", exc)
         try:
             _retry(lambda: self._producer.abort_transaction(TIMEOUT), "abort_transaction")
         finally:
