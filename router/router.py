@@ -193,7 +193,8 @@ class Router:
             return
         self._count(metrics.EVENTS_CONSUMED, msg.topic())
         try:
-            decoded = decode(msg.value(), msg.headers(), self.settings.max_event_bytes)
+            headers = msg.headers()  # a new list on every call: read once
+            decoded = decode(msg.value(), headers, self.settings.max_event_bytes)
         except DecodeError as exc:
             self._dead_letter(msg, exc.reason, exc.detail)
             return
@@ -201,7 +202,7 @@ class Router:
             self._dead_letter(msg, "bad-headers", str(exc))
             return
         try:
-            lin = lineage.from_headers(msg.headers())
+            lin = lineage.from_headers(headers)
         except lineage.LineageError as exc:
             self._dead_letter(msg, "bad-headers", str(exc))
             return

@@ -231,8 +231,7 @@ class WorkflowWorker:
             self.scheduler.retry(work, delay)
             return
         self._dead_letter(work, reason)
-        self.scheduler.finished(work)
-        self.offsets[work.tp].finish(work.offset)
+        self._finish(work)
 
     def _finish(self, work: Work) -> None:
         self.scheduler.finished(work)

@@ -101,9 +101,13 @@ class Checkpoint:
 
     def _begin(self) -> None:
         self._outbox = []
-        self._producer.begin_transaction()
         self.pending = 0
         self.opened_at = time.monotonic()
+        self._open_next()
+
+    def _open_next(self) -> None:
+        """Begin the producer's next transaction, with its own delivery callback."""
+        self._producer.begin_transaction()
         self.generation += 1
         self.on_delivery = self._callback(self.generation)
 
@@ -153,9 +157,7 @@ class Checkpoint:
             _retry(lambda: self._producer.commit_transaction(TIMEOUT), "commit_transaction")
             self.last_commit_s = time.monotonic() - started
             TRANSACTIONS.labels("commit").inc()
-            self._producer.begin_transaction()
-            self.generation += 1
-            self.on_delivery = self._callback(self.generation)
+            self._open_next()  # the router's thread fills the outbox meanwhile: only the producer side here
         except BaseException as exc:  # handed to the router's thread by finish_commit()
             self._inflight_error = exc
 

@@ -130,22 +130,21 @@ def _apply(state: dict, msg: Message) -> Subscription | None:
     return sub
 
 
-class LiveView:
-    """A SubscriptionIndex kept current from the compacted topic by a background thread."""
+class _Follower:
+    """Follows the compacted topic from the start on a background thread; `ready` once it has read up to
+    the end it found at start. Subclasses apply each record in `_apply(msg)`."""
 
-    def __init__(self, settings: Settings, before_apply: Callable[[Subscription], None] | None = None,
-                 on_change: Callable[[str, Subscription | None], None] | None = None):
-        self.index = SubscriptionIndex()
-        self.lock = threading.Lock()
+    name = "subscriptions"
+
+    def __init__(self, settings: Settings) -> None:
         self.ready = threading.Event()
-        self._settings = settings
-        self._before_apply = before_apply
-        self._on_change = on_change
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="subscriptions", daemon=True)
         self.error: BaseException | None = None
+        self._settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
-    def start(self, timeout: float = 30.0) -> "LiveView":
+    def start(self, timeout: float = 30.0):
+        Topics(self._settings).ensure_bus_topics()
         self._thread.start()
         if not self.ready.wait(timeout):
             raise KafkaError(f"subscriptions not loaded within {timeout:.0f}s: {self.error}")
@@ -154,6 +153,9 @@ class LiveView:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+
+    def _apply(self, msg: Message) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         try:
@@ -167,9 +169,21 @@ class LiveView:
                             self._apply(msg)
                     if not self.ready.is_set() and (high == 0 or consumer.position([tp])[0].offset >= high):
                         self.ready.set()
-        except BaseException as exc:  # surfaced by start() and by the router's loop
+        except BaseException as exc:  # surfaced by start() and by the router's and runner's loops
             self.error = exc
-            logger.exception("subscription view stopped")
+            logger.exception("%s view stopped", self.name)
+
+
+class LiveView(_Follower):
+    """A SubscriptionIndex kept current from the compacted topic by a background thread."""
+
+    def __init__(self, settings: Settings, before_apply: Callable[[Subscription], None] | None = None,
+                 on_change: Callable[[str, Subscription | None], None] | None = None):
+        super().__init__(settings)
+        self.index = SubscriptionIndex()
+        self.lock = threading.Lock()
+        self._before_apply = before_apply
+        self._on_change = on_change
 
     def _apply(self, msg: Message) -> None:
         key = msg.key().decode(errors="replace") if msg.key() else ""
@@ -203,44 +217,18 @@ class LiveView:
                 self.index.put(entry)
 
 
-class StateView:
+class StateView(_Follower):
     """Every subscription as stored, kept current by a background thread: what the runner reads for
     pause state and retry policy (no filters compiled, no index built)."""
 
+    name = "subscription-state"
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
         self.state: dict[str, Subscription] = {}
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self._settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="subscription-state", daemon=True)
-
-    def start(self, timeout: float = 30.0) -> "StateView":
-        Topics(self._settings).ensure_bus_topics()
-        self._thread.start()
-        if not self.ready.wait(timeout):
-            raise KafkaError(f"subscriptions not loaded within {timeout:.0f}s: {self.error}")
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     def get(self, tenant: str, name: str) -> Subscription | None:
         return self.state.get(f"{tenant}/{name}")
 
-    def _run(self) -> None:
-        try:
-            with _reader(self._settings) as (consumer, high):
-                tp = TopicPartition(self._settings.subscriptions_topic, 0)
-                while not self._stop.is_set():
-                    for msg in consumer.consume(500, 0.1):
-                        if msg.error():
-                            logger.warning("subscriptions: %s", msg.error())
-                        else:
-                            _apply(self.state, msg)  # one dict assignment: readers see old or new
-                    if not self.ready.is_set() and (high == 0 or consumer.position([tp])[0].offset >= high):
-                        self.ready.set()
-        except BaseException as exc:
-            self.error = exc
-            logger.exception("subscription state view stopped")
+    def _apply(self, msg: Message) -> None:
+        _apply(self.state, msg)  # one dict assignment: readers see the old or the new version
