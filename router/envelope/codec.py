@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +110,74 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(value: bytes | None) -> Event:
+    if value is not None and value[:HEADER.size] == FRAME:
+        return read_event_v1(value)
     return event_from_record(_read("event", value))
+
+
+def read_event_v1(value: bytes) -> Event:
+    """The current event version read by hand: the router's hot path (fastavro's generic reader plus the
+    record-to-Event step took 8.5 µs of the 11.5 µs an event cost to decode). Agrees with fastavro on
+    every input, bad bytes included (a property test holds them side by side)."""
+    try:
+        out = []
+        pos = 5  # after the frame
+        for kind in _V1_FIELDS:
+            if kind == 2:  # ["null", "string"]
+                branch = value[pos]
+                pos += 1
+                if branch == 0:
+                    out.append(None)
+                    continue
+                if branch != 2:  # zig-zag 1
+                    raise ValueError(f"union branch byte {branch} of [null, string]")
+            b = value[pos]
+            if b < 0x80:  # one-byte varint: the common case
+                n = (b >> 1) ^ -(b & 1)
+                pos += 1
+            else:
+                n, pos = _read_varint(value, pos)
+            if kind == 3:  # long
+                out.append(n)
+                continue
+            end = pos + n
+            if n < 0 or end > len(value):
+                raise ValueError("string or bytes past the end")
+            out.append(value[pos:end].decode() if kind else value[pos:end])
+            pos = end
+        ident, source, specversion, etype, micros, subject, ctype, tenant, correlationid, causationid, data = out
+        time = _EPOCH + timedelta(microseconds=micros)
+    except (ValueError, IndexError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
+        raise DecodeError("bad-avro", f"{type(exc).__name__}: {exc}") from None
+    if pos != len(value):
+        raise DecodeError("bad-avro", f"{len(value) - pos} trailing bytes after the record")
+    return Event(ident, source, etype, time, tenant, data, subject, ctype, specversion, correlationid, causationid)
+
+
+# The v1 event's fields in order: 1 string, 3 long, 2 optional string, 0 bytes (schemas/event.v1.avsc).
+_V1_FIELDS = (1, 1, 1, 1, 3, 2, 1, 1, 2, 2, 0)
+
+
+def _read_varint(v: bytes, pos: int) -> tuple[int, int]:
+    """An Avro long (zig-zag, base-128 varint) at pos; IndexError past the end."""
+    b = v[pos]
+    pos += 1
+    n = b & 0x7F
+    shift = 7
+    while b & 0x80:
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+        b = v[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+    return (n >> 1) ^ -(n & 1), pos
 
 
 def _long(n: int) -> bytes:
     """Avro long: zig-zag, then base-128 varint."""
+    if 0 <= n < 64:
+        return _SMALL[n]
     z = (n << 1) ^ (n >> 63)
     out = bytearray()
     while z > 0x7F:
@@ -122,6 +185,9 @@ def _long(n: int) -> bytes:
         z >>= 7
     out.append(z)
     return bytes(out)
+
+
+_SMALL = [bytes((n << 1,)) for n in range(64)]
 
 
 def avro_string(text: str) -> bytes:
@@ -132,14 +198,24 @@ def avro_string(text: str) -> bytes:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+def micros(dt: datetime) -> int:
+    """A datetime as Avro timestamp-micros."""
+    delta = dt - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def source_tail(source_topic: str, source_partition: int, source_offset: int) -> bytes:
+    """The trigger's last fields: where its event was read."""
+    return b"".join((avro_string(source_topic), _long(source_partition), _long(source_offset)))
+
+
 def trigger_tail(prefix: bytes, routed_at: datetime, idempotency_key: str, source_topic: str,
                  source_partition: int, source_offset: int) -> bytes:
-    """The trigger's fields after `event`, written by hand (the hot path): `prefix` is the subscription,
-    tenant and workflow, already encoded once per subscription by `trigger_prefix`."""
-    delta = routed_at - _EPOCH
-    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return b"".join((prefix, _long(micros), avro_string(idempotency_key), avro_string(source_topic),
-                     _long(source_partition), _long(source_offset)))
+    """The trigger's fields after `event`, written by hand: `prefix` is the subscription, tenant and
+    workflow, encoded once per subscription by `trigger_prefix`. (The router assembles the same parts
+    itself, encoding the time and the source once per event.)"""
+    return b"".join((prefix, _long(micros(routed_at)), avro_string(idempotency_key),
+                     source_tail(source_topic, source_partition, source_offset)))
 
 
 def trigger_prefix(subscription: str, tenant: str, workflow: str) -> bytes:

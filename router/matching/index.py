@@ -9,6 +9,9 @@
 
 An anchor is a condition that must hold for the filter to be true (predicates.anchors), so looking up
 the event's values in `eq` and `has` finds every subscription that can match, and usually few others.
+A filter that *is* its anchor (`event.dept == "Finance"`, `event.sev in [...]`) matches on the lookup alone.
+Buckets hold the entries themselves. The buckets of one tenant for one type are merged into one (a plan,
+cached; any change to the tenant's subscriptions drops its plans), so an event walks one small structure.
 A filter the analyser captures entirely is decided in Python with CEL's semantics, without the engine;
 the rest are evaluated by the CEL engine, only when an anchor already holds. Tenant scope is structural:
 a bucket belongs to one tenant. Adding, changing or removing a subscription touches only its own buckets.
@@ -19,23 +22,24 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from . import predicates as pr
 from .filters import Filter, FilterError, activation
 from .patterns import PatternTrie
 
-_ANALYSED: dict[str, tuple[Any, Any]] = {}  # filter text → (decide function or None, anchors): shared
+_ANALYSED: dict[str, tuple[Any, Any, bool]] = {}  # filter text → (decide or None, anchors, exact): shared
 
 
-def _analyse(text: str) -> tuple[Any, Any]:
+def _analyse(text: str) -> tuple[Any, Any, bool]:
     found = _ANALYSED.get(text)
     if found is None:
         tree = pr.analyse(text)
         anchors = pr.anchors(tree)
         found = (pr.compile_tree(tree) if pr.captured(tree) else None,
-                 tuple(dict.fromkeys(anchors)) if anchors is not None else None)
+                 tuple(dict.fromkeys(anchors)) if anchors is not None else None, pr.exact(tree))
         if len(_ANALYSED) >= 65536:
             _ANALYSED.clear()
         _ANALYSED[text] = found
@@ -55,87 +59,108 @@ class Entry:
     program: Filter | None = None  # the CEL program, kept only when the filter is not captured
     anchors: tuple | None = None  # None: filed under scan
     recursion: int = 0  # re-triggers by its own descendants allowed in one causation chain (lineage.py)
+    exact: bool = False  # the filter is its anchor (`event.a == "x"`, `in [...]`): found through it ⇒ true
 
     @classmethod
     def build(cls, key: str, name: str, tenant: str, workflow: str, patterns: tuple[str, ...],
               filter: Filter | None, recursion: int = 0) -> "Entry":
         if filter is None:
             return cls(key, name, tenant, workflow, patterns, False, recursion=recursion)
-        decide, anchors = _analyse(filter.text)
+        decide, anchors, exact = _analyse(filter.text)
         return cls(key, name, tenant, workflow, patterns, True, sys.intern(filter.text), decide,
-                   None if decide else filter, anchors, recursion)
+                   None if decide else filter, anchors, recursion, exact)
 
 
-@dataclass(slots=True)
 class MatchResult:
-    matched: list[Entry] = field(default_factory=list)
-    errors: list[tuple[Entry, str]] = field(default_factory=list)
-    evaluated: int = 0  # CEL engine evaluations, for the benchmarks
+    __slots__ = ("matched", "errors", "evaluated")
+
+    def __init__(self, matched: list[Entry] | None = None) -> None:
+        self.matched: list[Entry] = matched if matched is not None else []
+        self.errors: list[tuple[Entry, str]] = []
+        self.evaluated = 0  # CEL engine evaluations, for the benchmarks
+
+
+def _top_field(path: tuple) -> str | None:
+    """`event.<name>`: the field name, for the inlined lookup; None for any other path."""
+    return path[1] if len(path) == 2 and path[0] == "event" and type(path[1]) is str else None
 
 
 class Bucket:
-    """One tenant's subscriptions on one pattern."""
+    """One tenant's subscriptions on one pattern, held as entries (no lookup by key per event)."""
 
-    __slots__ = ("scan", "eq", "has", "size", "scan_filtered")
+    __slots__ = ("always", "scan", "eq", "has", "size", "needs_data")
 
     def __init__(self) -> None:
-        self.scan: set[str] = set()
-        self.scan_filtered = 0  # scan entries with a filter: the payload is needed
-        self.eq: dict[tuple, dict[Any, set[str]]] = {}
-        self.has: dict[tuple, set[str]] = {}
+        self.always: dict[str, Entry] = {}  # no filter: every event of the type matches
+        self.scan: dict[str, Entry] = {}  # a filter with no anchor: evaluated for every event of the type
+        self.eq: dict[tuple, tuple[str | None, dict[Any, dict[str, Entry]]]] = {}  # path → (field, key → entries)
+        self.has: dict[tuple, dict[str, Entry]] = {}
         self.size = 0
+        self.needs_data = False
+
+    @classmethod
+    def merged(cls, buckets: tuple["Bucket", ...]) -> "Bucket":
+        """One bucket with the entries of several (a subscription in two of them appears once)."""
+        if len(buckets) == 1:
+            return buckets[0]
+        out = cls()
+        for b in buckets:
+            out.always.update(b.always)
+            out.scan.update(b.scan)
+            for path, entries in b.has.items():
+                out.has.setdefault(path, {}).update(entries)
+            for path, (field, table) in b.eq.items():
+                merged = out.eq.setdefault(path, (field, {}))[1]
+                for k, entries in table.items():
+                    merged.setdefault(k, {}).update(entries)
+        out.size = len(out.always) + len(out.scan)  # not used for merged buckets beyond emptiness
+        out.needs_data = bool(out.scan or out.eq or out.has)
+        return out
 
     def add(self, entry: Entry) -> None:
         self.size += 1
-        if entry.anchors is None:
-            self.scan.add(entry.key)
-            self.scan_filtered += entry.filtered
-            return
-        for path, k in entry.anchors:
-            if k is pr.HAS:
-                self.has.setdefault(path, set()).add(entry.key)
-            else:
-                self.eq.setdefault(path, {}).setdefault(k, set()).add(entry.key)
+        if not entry.filtered:
+            self.always[entry.key] = entry
+        elif entry.anchors is None:
+            self.scan[entry.key] = entry
+        else:
+            for path, k in entry.anchors:
+                if k is pr.HAS:
+                    self.has.setdefault(path, {})[entry.key] = entry
+                else:
+                    self.eq.setdefault(path, (_top_field(path), {}))[1].setdefault(k, {})[entry.key] = entry
+        self.needs_data = bool(self.scan or self.eq or self.has)
 
     def remove(self, entry: Entry) -> None:
         self.size -= 1
-        if entry.anchors is None:
-            self.scan.discard(entry.key)
-            self.scan_filtered -= entry.filtered
-            return
-        for path, k in entry.anchors:
-            if k is pr.HAS:
-                keys = self.has.get(path)
-                if keys is not None:
-                    keys.discard(entry.key)
-                    if not keys:
-                        del self.has[path]
-            else:
-                table = self.eq.get(path)
-                if table is not None and k in table:
-                    table[k].discard(entry.key)
+        if not entry.filtered:
+            self.always.pop(entry.key, None)
+        elif entry.anchors is None:
+            self.scan.pop(entry.key, None)
+        else:
+            for path, k in entry.anchors:
+                if k is pr.HAS:
+                    entries = self.has.get(path)
+                    if entries is not None:
+                        entries.pop(entry.key, None)
+                        if not entries:
+                            del self.has[path]
+                    continue
+                found = self.eq.get(path)
+                if found is not None and k in found[1]:
+                    table = found[1]
+                    table[k].pop(entry.key, None)
                     if not table[k]:
                         del table[k]
                     if not table:
                         del self.eq[path]
+        self.needs_data = bool(self.scan or self.eq or self.has)
 
-    def candidates(self, out: set[str], event: Any, meta: dict) -> None:
-        if self.scan:
-            out |= self.scan
-        is_dict = type(event) is dict
-        for path, table in self.eq.items():
-            if is_dict and len(path) == 2 and path[0] == "event":  # the common case, inlined
-                v = event.get(path[1], pr.ERROR)
-            else:
-                v = pr.resolve(path, event, meta)
-            if v is not pr.ERROR:
-                t = type(v)
-                hit = table.get(v if t is str or t is int or t is float else pr.key(v))
-                if hit:
-                    out |= hit
-        for path, keys in self.has.items():
-            if pr.has_path(path, event) is True:
-                out |= keys
+
+_KEY = attrgetter("key")
+
+
+_EMPTY = Bucket()
 
 
 class SubscriptionIndex:
@@ -144,6 +169,8 @@ class SubscriptionIndex:
         self._trie = PatternTrie()  # every pattern in use, by any tenant
         self._tenants: dict[str, dict[str, Bucket]] = {}  # pattern → tenant → bucket
         self._by_type: dict[str, tuple[dict[str, Bucket], ...]] = {}  # cache: type → matching patterns' maps
+        self._plans: dict[str, dict[str, Bucket]] = {}  # cache: tenant → type → its buckets, merged
+        self._plan_count = 0
         for entry in entries:
             self.put(entry)
 
@@ -151,9 +178,10 @@ class SubscriptionIndex:
         return len(self._entries)
 
     def put(self, entry: Entry) -> None:
-        """Add or replace one subscription; only its own buckets change."""
+        """Add or replace one subscription; only its own buckets (and its tenant's cached plans) change."""
         self.remove(entry.key)
         self._entries[entry.key] = entry
+        self._plans.pop(entry.tenant, None)
         for pattern in entry.patterns:
             tenants = self._tenants.get(pattern)
             if tenants is None:
@@ -169,6 +197,7 @@ class SubscriptionIndex:
         old = self._entries.pop(key, None)
         if old is None:
             return
+        self._plans.pop(old.tenant, None)
         for pattern in old.patterns:
             tenants = self._tenants[pattern]
             bucket = tenants[old.tenant]
@@ -180,53 +209,87 @@ class SubscriptionIndex:
                     self._trie.remove(pattern, pattern)
                     self._by_type.clear()
 
-    def buckets(self, tenant: str, event_type: str) -> list[Bucket]:
+    def buckets(self, tenant: str, event_type: str) -> tuple[Bucket, ...]:
+        """The tenant's buckets of every pattern the type matches."""
         maps = self._by_type.get(event_type)
         if maps is None:
             maps = tuple(self._tenants[p] for p in self._trie.match(event_type))
             if len(self._by_type) >= 100_000:
                 self._by_type.clear()
             self._by_type[event_type] = maps
-        return [m[tenant] for m in maps if tenant in m]
+        return tuple(m[tenant] for m in maps if tenant in m)
+
+    def plan(self, tenant: str, event_type: str) -> Bucket:
+        """The tenant's buckets for the type merged into one, cached until the tenant's subscriptions change."""
+        plans = self._plans.get(tenant)
+        if plans is None:
+            plans = self._plans[tenant] = {}
+        found = plans.get(event_type)
+        if found is None:
+            buckets = self.buckets(tenant, event_type)
+            found = Bucket.merged(buckets) if buckets else _EMPTY
+            self._plan_count += 1
+            if self._plan_count > 500_000:  # bounded memory: tenants × types seen
+                self._plans.clear()
+                self._plan_count = 0
+                plans = self._plans[tenant] = {}
+            plans[event_type] = found
+        return found
 
     def match(self, tenant: str, event_type: str, payload: Callable[[], Any],
               meta: Callable[[], dict[str, Any]]) -> MatchResult:
         """Candidates by type, tenant and anchors; then captured filters or CEL. An error is no match."""
+        plans = self._plans.get(tenant)
+        plan = plans.get(event_type) if plans is not None else None
+        if plan is None:
+            plan = self.plan(tenant, event_type)
         result = MatchResult()
-        buckets = self.buckets(tenant, event_type)
-        if not buckets:
-            return result
-        needs_data = False
-        for b in buckets:
-            if b.eq or b.has or b.scan_filtered:
-                needs_data = True
-                break
-        event, meta_ = (payload(), meta()) if needs_data else (None, {})
-        keys: set[str] = set()
-        for bucket in buckets:
-            bucket.candidates(keys, event, meta_)
+        matched = result.matched
+        if plan.always:
+            matched += plan.always.values()
+        if plan.needs_data:
+            self._filtered(plan, payload(), meta(), result)
+        if len(matched) > 1:
+            matched.sort(key=_KEY)
+        return result
+
+    @staticmethod
+    def _filtered(plan: Bucket, event: Any, meta: dict, result: MatchResult) -> None:
+        exact: dict[str, Entry] = {}  # by key: an Entry's own hash would hash every field
+        check: dict[str, Entry] = dict(plan.scan)
+        is_dict = type(event) is dict
+        for path, (field, table) in plan.eq.items():
+            v = event.get(field, pr.ERROR) if field is not None and is_dict else pr.resolve(path, event, meta)
+            if v is not pr.ERROR:
+                t = type(v)
+                hit = table.get(v if t is str or t is int or t is float else pr.key(v))
+                if hit:
+                    for k, entry in hit.items():
+                        (exact if entry.exact else check)[k] = entry
+        for path, entries in plan.has.items():
+            if pr.has_path(path, event) is True:
+                check.update(entries)
+        matched = result.matched
+        if exact:
+            matched += exact.values()
+            for k in exact:
+                check.pop(k, None)
         bound = None
-        entries = self._entries
-        for k in sorted(keys) if len(keys) > 1 else keys:
-            entry = entries[k]
-            if not entry.filtered:
-                result.matched.append(entry)
-                continue
+        for entry in check.values():
             if entry.decide is not None:
-                outcome = entry.decide(event, meta_)
+                outcome = entry.decide(event, meta)
                 if outcome is True:
-                    result.matched.append(entry)
+                    matched.append(entry)
                 elif outcome is pr.ERROR:
                     result.errors.append((entry, "no such key or no matching overload"))
                 continue
             try:
                 if bound is None:
-                    bound = activation(event, meta_)
+                    bound = activation(event, meta)
                 result.evaluated += 1
                 if entry.program(bound):
-                    result.matched.append(entry)
+                    matched.append(entry)
             except FilterError as exc:
                 result.errors.append((entry, str(exc)))
             except Exception as exc:  # a payload CEL cannot bind
                 result.errors.append((entry, f"{type(exc).__name__}: {exc}"))
-        return result

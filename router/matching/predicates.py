@@ -343,6 +343,18 @@ def key(value: Any) -> Any:
     return None
 
 
+def exact(node: Any) -> bool:
+    """The filter is true exactly when one of its anchors holds: one equality, `in` a list of scalars, or
+    a bare boolean field. The index then matches it on the anchor lookup alone."""
+    if type(node) is not Pred:
+        return False
+    if node.kind == "eq":
+        return key(node.arg) is not None
+    if node.kind == "in":
+        return all(key(lit) is not None for lit in node.arg)
+    return node.kind == "truthy"
+
+
 def anchors(node: Any) -> list[tuple[Path, Any]] | None:
     """Conditions (path, key or HAS) of which one holds whenever the filter is true; None: no such set."""
     t = type(node)
@@ -434,4 +446,52 @@ def _compile_pred(pr: Pred):
             v = event.get(field, ERROR)
             return ERROR if v is ERROR else equal(v, arg)
         return eq_field
+    top = len(path) == 2 and path[0] == "event" and type(path[1]) is str
+    if top and pr.kind == "in" and all(key(lit) is not None for lit in arg):
+        field, keys = path[1], frozenset(map(key, arg))
+
+        def in_field(event, meta):
+            if type(event) is not dict:
+                return ERROR
+            v = event.get(field, ERROR)
+            if v is ERROR:
+                return ERROR
+            t = type(v)
+            return (v if t is str or t is int or t is float else key(v)) in keys
+        return in_field
+    if top and pr.kind == "cmp":
+        field, compare = path[1], _ORDER[pr.op]
+
+        def cmp_field(event, meta):
+            if type(event) is not dict:
+                return ERROR
+            v = event.get(field, ERROR)
+            t = type(v)
+            return compare(v, arg) if t is int or t is float else ERROR
+        return cmp_field
+    if top and pr.kind == "has":
+        field = path[1]
+        return lambda event, meta: field in event if type(event) is dict else ERROR
+    if top and pr.kind in ("str", "matches"):
+        field = path[1]
+        test = ((lambda v: pr.arg.search(v) is not None) if pr.kind == "matches" else
+                {"startsWith": lambda v: v.startswith(arg), "endsWith": lambda v: v.endswith(arg),
+                 "contains": lambda v: arg in v}[pr.op])
+
+        def string_field(event, meta):
+            if type(event) is not dict:
+                return ERROR
+            v = event.get(field, ERROR)
+            return test(v) if type(v) is str else ERROR
+        return string_field
+    if top and pr.kind == "size":
+        field, compare = path[1], _ORDER[pr.op]
+
+        def size_field(event, meta):
+            if type(event) is not dict:
+                return ERROR
+            v = event.get(field, ERROR)
+            t = type(v)
+            return compare(len(v), arg) if t is str or t is list or t is dict else ERROR
+        return size_field
     return lambda event, meta: _pred(pr, event, meta)

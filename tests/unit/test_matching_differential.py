@@ -168,11 +168,22 @@ def test_index_matches_equal_evaluate_every_filter(subs, events, data):
         f = compiled(text) if text is not None else None
         entries.append(Entry.build(f"{tenant}/s{i}", f"s{i}", tenant, "wf", tuple(dict.fromkeys(patterns)), f))
         programs[entries[-1].key] = f
-    index = SubscriptionIndex(entries)
-    # incremental updates: remove some and put them back, replace one with another filter
+    late = data.draw(st.integers(0, len(entries)), label="subscriptions added after the first matches")
+    index = SubscriptionIndex(entries[:len(entries) - late])
+    for tenant, etype, event in events:  # fills the per-(tenant, type) plans that changes must invalidate
+        index.match(tenant, etype, lambda: event, lambda: _meta() | {"type": etype, "tenant": tenant})
+    for e in entries[len(entries) - late:]:
+        index.put(e)
+    # incremental updates: remove some for good, remove others and put them back
+    removed = set()
     for e in data.draw(st.lists(st.sampled_from(entries), max_size=3)):
         index.remove(e.key)
-        index.put(e)
+        if data.draw(st.booleans(), label="put back"):
+            index.put(e)
+            removed.discard(e.key)
+        else:
+            removed.add(e.key)
+    entries = [e for e in entries if e.key not in removed]
     for tenant, etype, event in events:
         meta = _meta() | {"type": etype, "tenant": tenant}
         result = index.match(tenant, etype, lambda: event, lambda: meta)
@@ -188,3 +199,29 @@ def test_index_matches_equal_evaluate_every_filter(subs, events, data):
                 errors.add(e.key)
         assert {e.key for e in result.matched} == want, (etype, event)
         assert {e.key for e, _ in result.errors} <= errors
+
+
+def test_index_matches_on_anchors_alone_and_follows_changes():
+    """Filters that are their own anchor (equality, `in`, a bare bool) match through the lookup, with no
+    evaluation; a change to a tenant's subscriptions is seen by the next match (cached plans dropped)."""
+    def entry(name, text, patterns=("user.*",), tenant="acme"):
+        return Entry.build(f"{tenant}/{name}", name, tenant, "wf", patterns, compiled(text) if text else None)
+    index = SubscriptionIndex([entry("eq", 'event.dept == "Finance"'), entry("in", 'event.sev in ["a", 1]'),
+                               entry("flag", "event.vip"), entry("all", None),
+                               entry("other", 'event.dept == "Finance"', tenant="globex")])
+    assert all(e.exact for e in index._entries.values() if e.filtered)
+
+    def keys(event, etype="user.created", tenant="acme"):
+        meta = _meta() | {"type": etype, "tenant": tenant}
+        return [e.key for e in index.match(tenant, etype, lambda: event, lambda: meta).matched]
+
+    assert keys({"dept": "Finance", "sev": 1.0, "vip": True}) == ["acme/all", "acme/eq", "acme/flag", "acme/in"]
+    assert keys({"dept": "HR", "sev": "b", "vip": 1}) == ["acme/all"]  # 1 is not true in CEL
+    assert keys({"dept": "Finance"}, etype="ticket.closed") == []
+    index.put(entry("late", 'event.dept == "HR"'))
+    assert keys({"dept": "HR"}) == ["acme/all", "acme/late"]
+    index.remove("acme/all")
+    index.put(entry("eq", 'event.dept == "Sales"'))  # changed filter
+    assert keys({"dept": "HR", "sev": "b"}) == ["acme/late"]
+    assert keys({"dept": "Finance"}) == []
+    assert keys({"dept": "Finance"}, tenant="globex") == ["globex/other"]
