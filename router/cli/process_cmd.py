@@ -22,10 +22,12 @@ from .common import bootstrap_option, handle_errors, long_running, settings
 @click.option("--instance", help="Stable id of this router (its transactional id); one per process. "
               "Default: the host name.")
 @click.option("--metrics-port", type=int, default=9464, show_default=True, help="Prometheus port; 0 = off.")
-@click.option("--batch-size", type=int, default=2000, show_default=True, help="Most records a transaction holds.")
+@click.option("--batch-size", type=int, default=2000, show_default=True,
+              help="Records after which a transaction commits; while the one before it is still committing it "
+                   "grows, up to 8 times this.")
 @click.option("--commit-interval", type=float, default=0.05, show_default=True,
               help="Longest a transaction stays open, in seconds: the latency a trigger may wait for its commit.")
-@click.option("--max-buffered", type=int, default=5000, show_default=True,
+@click.option("--max-buffered", type=int, default=50_000, show_default=True,
               help="Records a transaction holds before handing them to the producer (all at commit time "
                    "when fewer: its partitions then join the transaction in one round trip).")
 @bootstrap_option

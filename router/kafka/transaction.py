@@ -49,7 +49,7 @@ class DeliveryFailed(Exception):
 
 
 class Checkpoint:
-    def __init__(self, producer: Producer, consumer: Consumer, max_buffered: int = 5000) -> None:
+    def __init__(self, producer: Producer, consumer: Consumer, max_buffered: int = 50_000) -> None:
         self._producer = producer
         self._max_buffered = max_buffered
         self._consumer = consumer
@@ -129,6 +129,11 @@ class Checkpoint:
         self._inflight = threading.Thread(target=self._commit_in_background, name="commit", daemon=True,
                                           args=(outbox, positions, metadata, pending))
         self._inflight.start()
+
+    @property
+    def in_flight(self) -> bool:
+        """A background commit is still running."""
+        return self._inflight is not None and self._inflight.is_alive()
 
     @property
     def commit_settled(self) -> bool:
