@@ -20,7 +20,7 @@ def main() -> None:
     local.wipe(cluster)
     bootstrap = local.up(cluster)
     try:
-        out = run.bench_kafka(bootstrap, [1000, 10_000], [], 60_000, 20, False)
+        out = run.bench_kafka(bootstrap, [1000, 10_000], [], 200_000, 20, False)
         print(json.dumps({k: out[k] for k in ("passthrough_eps", "router_eps", "latency_ms")}))
     finally:
         local.down(cluster)

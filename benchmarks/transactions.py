@@ -30,7 +30,12 @@ def run(bootstrap: str, topics: int, per_txn: int, rounds: int = 6) -> tuple[flo
         f.result()
     loader = Producer({"bootstrap.servers": bootstrap})
     for i in range(per_txn * rounds):
-        loader.produce(source, b"y", partition=i % 96)
+        while True:
+            try:
+                loader.produce(source, b"y", partition=i % 96)
+                break
+            except BufferError:
+                loader.poll(0.05)
     loader.flush(60)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"txbench-{ns}", "auto.offset.reset": "earliest",
                          "enable.auto.commit": False})

@@ -9,6 +9,7 @@ event triggers about 1-5 workflows on average at every size.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -91,8 +92,13 @@ def subscriptions(n: int, seed: int = 7, workflows: int = 200, tenants: int = 10
 
 
 def _type_for(pattern: str, rng: random.Random) -> str:
-    candidates = [t for t in TYPES if _fits(pattern, t)]
+    candidates = _fitting(pattern)
     return rng.choice(candidates) if candidates else rng.choice(TYPES)
+
+
+@functools.lru_cache(maxsize=None)
+def _fitting(pattern: str) -> list[str]:
+    return [t for t in TYPES if _fits(pattern, t)]
 
 
 def _fits(pattern: str, t: str) -> bool:
