@@ -25,7 +25,7 @@ from router.config import Settings
 from router.kafka import local
 from router.kafka.admin import Topics
 
-from . import delivery, kafka_runs, matching
+from . import delivery, hotpath, kafka_runs, matching
 from .workload import subscriptions
 
 
@@ -115,6 +115,12 @@ def main() -> None:
     result: dict = {"machine": machine(), "started_at": started, "quick": quick}
     match_only, naive, detail = bench_matching(sizes, [1000, 10_000], 2000 if quick else 20_000, 2 if quick else 20)
     result.update(match_only_eps=match_only, naive_eps=naive, match_detail=detail)
+    result["router_cpu_us"] = {}
+    for n in sizes:  # the router's own Python per event, Kafka taken out (benchmarks/hotpath.py)
+        r = hotpath.us_per_event(n, 2000 if quick else 20_000)
+        result["router_cpu_us"][n] = r["us_per_event"]
+        log(f"router CPU alone, {n:>7,} subscriptions: {r['us_per_event']} µs/event "
+            f"({r['events_per_s']:,} events/s on one core)")
     result["bytes_per_subscription"] = round(memory_per_subscription(10_000 if quick else 100_000))
     log(f"memory: {result['bytes_per_subscription']} bytes per subscription")
 
@@ -147,14 +153,14 @@ def main() -> None:
 
 
 def print_table(r: dict) -> None:
-    print("\n| subscriptions | match only (events/s) | naive match (events/s) | passthrough (events/s) "
-          "| router (events/s) | router / passthrough |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("\n| subscriptions | match only (events/s) | naive match (events/s) | router CPU alone (µs/event) "
+          "| passthrough (events/s) | router (events/s) | router / passthrough |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in sorted(r["match_only_eps"]):
         pt, ro = r["passthrough_eps"].get(n), r["router_eps"].get(n)
         ratio = f"{ro / pt:.0%}" if pt and ro else "-"
-        print(f"| {n:,} | {r['match_only_eps'][n]:,} | {r['naive_eps'].get(n, '-')} | {pt or '-'} | {ro or '-'} "
-              f"| {ratio} |")
+        print(f"| {n:,} | {r['match_only_eps'][n]:,} | {r['naive_eps'].get(n, '-')} "
+              f"| {r.get('router_cpu_us', {}).get(n, '-')} | {pt or '-'} | {ro or '-'} | {ratio} |")
     lat = r.get("latency_ms", {})
     print(f"\nlatency at {lat.get('rate')}/s: p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms;"
           f" subscription change live in {r.get('sub_change_s')} s;"

@@ -21,11 +21,17 @@ COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment
 class Topics:
     def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
         self._settings = settings
-        self._admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+        self._client: AdminClient | None = None  # made on first use: constructing connects nowhere
         self._known: set[str] = set()
         self._lock = threading.Lock()
         self._timeout = timeout
         self._listed_at = 0.0
+
+    @property
+    def _admin(self) -> AdminClient:
+        if self._client is None:
+            self._client = AdminClient({"bootstrap.servers": self._settings.bootstrap})
+        return self._client
 
     def list(self) -> set[str]:
         try:

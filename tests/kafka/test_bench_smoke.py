@@ -24,6 +24,7 @@ def test_quick_bench_writes_its_report(kafka_bootstrap, tmp_path):
     assert KEYS <= set(report)
     assert set(report["latency_ms"]) >= {"p50", "p99", "rate"}
     assert report["router_eps"]["1000"] > 0 and report["passthrough_eps"]["1000"] > 0
+    assert report["router_cpu_us"]["1000"] > 0 and report["router_cpu_us"]["10000"] > 0
     assert "| subscriptions |" in done.stdout
     assert report["delivery"]["order_violations"] == 0  # per-key order held at concurrency 32
     assert report["delivery"]["c1_per_s"] > 0 and report["delivery"]["c32_per_s"] > 0
