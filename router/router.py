@@ -258,14 +258,14 @@ class Router:
 
     def _wire(self, entry) -> list:
         """What every trigger of a subscription shares, made once: [entry, topic, encoded subscription,
-        tenant and workflow, headers, triggers not yet counted in the metrics]."""
+        tenant and workflow, headers, triggers not yet counted in the metrics, its metric children]."""
         topic = self.settings.trigger_topic(entry.workflow)
         self.topics.ensure(topic, partitions=self.settings.trigger_partitions)  # cached: made with the subscription
         old = self._wires.get(entry.key)
         if old is not None and old[4]:
             self._flush_wire(old)
         wire = [entry, topic, codec.trigger_prefix(entry.name, entry.tenant, entry.workflow),
-                (("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode())), 0]
+                (("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode())), 0, None]
         self._wires[entry.key] = wire
         return wire
 
@@ -292,8 +292,10 @@ class Router:
     def _flush_wire(self, wire: list) -> None:
         entry, n = wire[0], wire[4]
         wire[4] = 0
-        metrics.MATCHES.labels(entry.tenant, entry.name).inc(n)
-        metrics.TRIGGERS_ROUTED.labels(entry.workflow).inc(n)
+        if wire[5] is None:  # labels() takes a lock and a lookup: once per subscription
+            wire[5] = (metrics.MATCHES.labels(entry.tenant, entry.name), metrics.TRIGGERS_ROUTED.labels(entry.workflow))
+        wire[5][0].inc(n)
+        wire[5][1].inc(n)
 
     def _dead_letter(self, msg: Message, reason: str, detail: str, keep_value: bool = True) -> None:
         logger.warning("dead-lettering %s: %s: %s", _where(msg), reason, detail)
