@@ -60,7 +60,7 @@ class Router:
         self._stopping = False
         self._filter_log = LogLimiter(logger)
         self._checkpoint: Checkpoint | None = None
-        self._wires: dict[str, list] = {}  # per subscription: what its triggers share (_wire)
+        self._wires: dict[str, _Wire] = {}  # per subscription: what its triggers share
         self._consumed: dict[str, int] = {}  # per topic, since the metrics were last flushed
         self._latency: list[int] = []  # µs from event time to routing, since the last flush
         self._isolate = 0  # records to route one per transaction after an undeliverable transaction
@@ -236,7 +236,7 @@ class Router:
         now = time.time_ns() // 1000
         if result.matched:
             # encoded once per event: the routing time and where the event was read
-            stamp, source = codec._long(now), codec.source_tail(topic, msg.partition(), msg.offset())
+            stamp, source = codec.avro_long(now), codec.source_tail(topic, msg.partition(), msg.offset())
             head = (codec.FRAME, decoded.body)
             key, extra = msg.key(), lin.headers()
             cycles = []
@@ -245,28 +245,25 @@ class Router:
                     cycles.append(f"{entry.key} (recursion {entry.recursion})")
                     continue
                 wire = self._wires.get(entry.key)
-                if wire is None or wire[0] is not entry:
+                if wire is None or wire.entry is not entry:
                     wire = self._wire(entry)
                 idem = f"{event.id}:{entry.name}"
-                value = b"".join((*head, wire[2], stamp, codec.avro_string(idem), source))
-                self._produce(wire[1], key, value, [*wire[3], ("evbus-idempotency-key", idem.encode()), *extra])
-                wire[4] += 1
+                value = b"".join((*head, wire.prefix, stamp, codec.avro_string(idem), source))
+                self._produce(wire.topic, key, value, [*wire.headers, ("evbus-idempotency-key", idem.encode()), *extra])
+                wire.count += 1
             if cycles:
                 self._dead_letter(msg, "loop", f"cycle: {', '.join(cycles)} re-triggered by its own descendant "
                                                f"(chain {','.join(lin.chain)}; correlation {event.correlationid})")
         self._latency.append(now - codec.micros(event.time))
 
-    def _wire(self, entry) -> list:
-        """What every trigger of a subscription shares, made once: [entry, topic, encoded subscription,
-        tenant and workflow, headers, triggers not yet counted in the metrics, its metric children]."""
+    def _wire(self, entry) -> "_Wire":
+        """What every trigger of a subscription shares, made once per subscription (and again when it changes)."""
         topic = self.settings.trigger_topic(entry.workflow)
         self.topics.ensure(topic, partitions=self.settings.trigger_partitions)  # cached: made with the subscription
         old = self._wires.get(entry.key)
-        if old is not None and old[4]:
-            self._flush_wire(old)
-        wire = [entry, topic, codec.trigger_prefix(entry.name, entry.tenant, entry.workflow),
-                (("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode())), 0, None]
-        self._wires[entry.key] = wire
+        if old is not None:
+            old.flush()
+        wire = self._wires[entry.key] = _Wire(entry, topic)
         return wire
 
     def _report(self, result: MatchResult, decoded: Decoded, msg: Message) -> None:
@@ -282,20 +279,11 @@ class Router:
             metrics.EVENTS_CONSUMED.labels(topic).inc(n)
         self._consumed.clear()
         for wire in self._wires.values():
-            if wire[4]:
-                self._flush_wire(wire)
+            wire.flush()
         observe = metrics.ROUTING_LATENCY.observe
         for us in self._latency:
             observe(max(0.0, us / 1e6))
         self._latency.clear()
-
-    def _flush_wire(self, wire: list) -> None:
-        entry, n = wire[0], wire[4]
-        wire[4] = 0
-        if wire[5] is None:  # labels() takes a lock and a lookup: once per subscription
-            wire[5] = (metrics.MATCHES.labels(entry.tenant, entry.name), metrics.TRIGGERS_ROUTED.labels(entry.workflow))
-        wire[5][0].inc(n)
-        wire[5][1].inc(n)
 
     def _dead_letter(self, msg: Message, reason: str, detail: str, keep_value: bool = True) -> None:
         logger.warning("dead-lettering %s: %s: %s", _where(msg), reason, detail)
@@ -317,6 +305,30 @@ class Router:
     def _produce(self, topic: str, key, value, headers) -> None:
         assert self._checkpoint is not None
         self._checkpoint.send(topic, key, value, headers)
+
+
+class _Wire:
+    """What every trigger of one subscription shares: its topic, its encoded subscription, tenant and
+    workflow, its headers; and its triggers not yet counted in the metrics."""
+
+    __slots__ = ("entry", "topic", "prefix", "headers", "count", "_children")
+
+    def __init__(self, entry, topic: str) -> None:
+        self.entry, self.topic = entry, topic
+        self.prefix = codec.trigger_prefix(entry.name, entry.tenant, entry.workflow)
+        self.headers = (("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode()))
+        self.count = 0
+        self._children = None
+
+    def flush(self) -> None:
+        if not self.count:
+            return
+        if self._children is None:  # labels() takes a lock and a lookup: once per subscription
+            e = self.entry
+            self._children = (metrics.MATCHES.labels(e.tenant, e.name), metrics.TRIGGERS_ROUTED.labels(e.workflow))
+        for child in self._children:
+            child.inc(self.count)
+        self.count = 0
 
 
 def _where(msg: Message) -> str:

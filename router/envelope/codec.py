@@ -174,7 +174,7 @@ def _read_varint(v: bytes, pos: int) -> tuple[int, int]:
     return (n >> 1) ^ -(n & 1), pos
 
 
-def _long(n: int) -> bytes:
+def avro_long(n: int) -> bytes:
     """Avro long: zig-zag, then base-128 varint."""
     if 0 <= n < 64:
         return _SMALL[n]
@@ -192,7 +192,7 @@ _SMALL = [bytes((n << 1,)) for n in range(64)]
 
 def avro_string(text: str) -> bytes:
     raw = text.encode()
-    return _long(len(raw)) + raw
+    return avro_long(len(raw)) + raw
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -206,7 +206,7 @@ def micros(dt: datetime) -> int:
 
 def source_tail(source_topic: str, source_partition: int, source_offset: int) -> bytes:
     """The trigger's last fields: where its event was read."""
-    return b"".join((avro_string(source_topic), _long(source_partition), _long(source_offset)))
+    return b"".join((avro_string(source_topic), avro_long(source_partition), avro_long(source_offset)))
 
 
 def trigger_tail(prefix: bytes, routed_at: datetime, idempotency_key: str, source_topic: str,
@@ -214,7 +214,7 @@ def trigger_tail(prefix: bytes, routed_at: datetime, idempotency_key: str, sourc
     """The trigger's fields after `event`, written by hand: `prefix` is the subscription, tenant and
     workflow, encoded once per subscription by `trigger_prefix`. (The router assembles the same parts
     itself, encoding the time and the source once per event.)"""
-    return b"".join((prefix, _long(micros(routed_at)), avro_string(idempotency_key),
+    return b"".join((prefix, avro_long(micros(routed_at)), avro_string(idempotency_key),
                      source_tail(source_topic, source_partition, source_offset)))
 
 
