@@ -28,3 +28,10 @@ def test_quick_bench_writes_its_report(kafka_bootstrap, tmp_path):
     assert "| subscriptions |" in done.stdout
     assert report["delivery"]["order_violations"] == 0  # per-key order held at concurrency 32
     assert report["delivery"]["c1_per_s"] > 0 and report["delivery"]["c32_per_s"] > 0
+
+
+def test_workflow_count_bench_runs(kafka_bootstrap):
+    """`python -m benchmarks.workflows` keeps working: one small run on the test broker."""
+    from benchmarks import workflows
+    out = workflows.bench(kafka_bootstrap, [3], n_subs=300, n_events=24_000, repeats=1)
+    assert out[3]["eps"] > 0 and out[3]["commits"][0] >= 1
