@@ -29,7 +29,9 @@ KEYS = 64
 def load(settings: Settings, workflow: str, count: int) -> None:
     topic = settings.trigger_topic(workflow)
     Topics(settings).ensure(topic, partitions=4)
-    producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 10})
+    # idempotent: a retried batch (a fresh topic's leaders are still being elected) cannot land after a
+    # later one, which would show as a per-key order violation that is the loader's, not the runner's
+    producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 10, "enable.idempotence": True})
     for i in range(count):
         key, seq = f"k{i % KEYS}", i // KEYS
         event = new_event("bench.item", {"key": key, "seq": seq}, tenant="bench", source="bench", max_bytes=1 << 20)
