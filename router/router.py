@@ -61,6 +61,7 @@ class Router:
         self._filter_log = LogLimiter(logger)
         self._checkpoint: Checkpoint | None = None
         self._wires: dict[str, _Wire] = {}  # per subscription: what its triggers share
+        self._counted: list[_Wire] = []  # those with triggers not yet in the metrics
         self._consumed: dict[str, int] = {}  # per topic, since the metrics were last flushed
         self._latency: list[int] = []  # µs from event time to routing, since the last flush
         self._isolate = 0  # records to route one per transaction after an undeliverable transaction
@@ -250,6 +251,8 @@ class Router:
                 idem = f"{event.id}:{entry.name}"
                 value = b"".join((*head, wire.prefix, stamp, codec.avro_string(idem), source))
                 self._produce(wire.topic, key, value, [*wire.headers, ("evbus-idempotency-key", idem.encode()), *extra])
+                if not wire.count:
+                    self._counted.append(wire)
                 wire.count += 1
             if cycles:
                 self._dead_letter(msg, "loop", f"cycle: {', '.join(cycles)} re-triggered by its own descendant "
@@ -278,8 +281,9 @@ class Router:
         for topic, n in self._consumed.items():
             metrics.EVENTS_CONSUMED.labels(topic).inc(n)
         self._consumed.clear()
-        for wire in self._wires.values():
+        for wire in self._counted:
             wire.flush()
+        self._counted.clear()
         observe = metrics.ROUTING_LATENCY.observe
         for us in self._latency:
             observe(max(0.0, us / 1e6))

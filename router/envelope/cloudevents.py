@@ -129,9 +129,9 @@ def decode(value: bytes | None, headers: Headers, max_bytes: int) -> Decoded:
         return _binary(value, h)
     if h.get("content-type", b"").startswith(STRUCTURED.encode()):
         return _structured(value)
-    event = codec.decode_event(value)
-    if codec.version_of(value) == codec.VERSION:
-        view = codec.body(value)
+    event = codec.decode_event(value)  # a DecodeError for anything but a known version's frame
+    if value[:codec.HEADER.size] == codec.FRAME:  # the current version: forwarded as it came
+        view = memoryview(value)[codec.HEADER.size:]
     else:  # an older writer: forward it in the current version
         view = memoryview(codec.encode_event(event))[codec.HEADER.size:]
     try:

@@ -62,14 +62,6 @@ def version_of(value: bytes | None) -> int:
     return HEADER.unpack_from(value)[1]
 
 
-def body(value: bytes | None) -> memoryview:
-    """The Avro body of a framed value in the current version; DecodeError when it is not."""
-    version = version_of(value)
-    if version != VERSION:
-        raise DecodeError("unknown-schema", f"schema version {version}; this reader writes {VERSION}")
-    return memoryview(value)[HEADER.size:]
-
-
 def _read(kind: str, value: bytes | None) -> dict:
     version = version_of(value)
     writer = WRITERS[kind].get(version)

@@ -113,7 +113,6 @@ class Bucket:
                 merged = out.eq.setdefault(path, (field, {}))[1]
                 for k, entries in table.items():
                     merged.setdefault(k, {}).update(entries)
-        out.size = len(out.always) + len(out.scan)  # not used for merged buckets beyond emptiness
         out.needs_data = bool(out.scan or out.eq or out.has)
         return out
 
@@ -158,8 +157,6 @@ class Bucket:
 
 
 _KEY = attrgetter("key")
-
-
 _EMPTY = Bucket()
 
 
@@ -270,10 +267,7 @@ class SubscriptionIndex:
             if pr.has_path(path, event) is True:
                 check.update(entries)
         matched = result.matched
-        if exact:
-            matched += exact.values()
-            for k in exact:
-                check.pop(k, None)
+        matched += exact.values()  # exact entries are only ever filed under their anchors: never in `check`
         bound = None
         for entry in check.values():
             if entry.decide is not None:

@@ -445,68 +445,46 @@ def compile_tree(node: Any):
 
 def _compile_pred(pr: Pred):
     path, arg = pr.path, pr.arg
-    if pr.kind == "eq" and len(path) == 2 and path[0] == "event" and type(path[1]) is str:
-        field = path[1]
-        if type(arg) is str:
-            def eq_str(event, meta):
-                if type(event) is not dict:
-                    return ERROR
-                v = event.get(field, ERROR)
-                return ERROR if v is ERROR else (type(v) is str and v == arg)
-            return eq_str
-
-        def eq_field(event, meta):
-            if type(event) is not dict:
-                return ERROR
-            v = event.get(field, ERROR)
-            return ERROR if v is ERROR else equal(v, arg)
-        return eq_field
-    top = len(path) == 2 and path[0] == "event" and type(path[1]) is str
-    if top and pr.kind == "in" and all(key(lit) is not None for lit in arg):
-        field, keys = path[1], frozenset(map(key, arg))
-
-        def in_field(event, meta):
-            if type(event) is not dict:
-                return ERROR
-            v = event.get(field, ERROR)
-            if v is ERROR:
-                return ERROR
-            t = type(v)
-            return (v if t is str or t is int or t is float else key(v)) in keys
-        return in_field
-    if top and pr.kind == "cmp":
-        field, compare = path[1], _ORDER[pr.op]
-
-        def cmp_field(event, meta):
-            if type(event) is not dict:
-                return ERROR
-            v = event.get(field, ERROR)
-            t = type(v)
-            return compare(v, arg) if t is int or t is float else ERROR
-        return cmp_field
-    if top and pr.kind == "has":
-        field = path[1]
+    if not (len(path) == 2 and path[0] == "event" and type(path[1]) is str):
+        return lambda event, meta: _pred(pr, event, meta)
+    field = path[1]  # a top-level field: the common case, without the generic dispatch
+    if pr.kind == "has":
         return lambda event, meta: field in event if type(event) is dict else ERROR
-    if top and pr.kind in ("str", "matches"):
-        field = path[1]
-        test = (pr.arg.search if pr.kind == "matches" else
-                {"startsWith": lambda v: v.startswith(arg), "endsWith": lambda v: v.endswith(arg),
-                 "contains": lambda v: arg in v}[pr.op])
+    test = _value_test(pr)
+    if test is None:
+        return lambda event, meta: _pred(pr, event, meta)
 
-        def string_field(event, meta):
-            if type(event) is not dict:
-                return ERROR
-            v = event.get(field, ERROR)
-            return test(v) if type(v) is str else ERROR
-        return string_field
-    if top and pr.kind == "size":
-        field, compare = path[1], _ORDER[pr.op]
+    def on_field(event, meta):
+        if type(event) is not dict:
+            return ERROR
+        v = event.get(field, ERROR)
+        return ERROR if v is ERROR else test(v)
+    return on_field
 
-        def size_field(event, meta):
-            if type(event) is not dict:
-                return ERROR
-            v = event.get(field, ERROR)
-            t = type(v)
-            return compare(len(v), arg) if t is str or t is list or t is dict else ERROR
-        return size_field
-    return lambda event, meta: _pred(pr, event, meta)
+
+def _value_test(pr: Pred):
+    """`_pred`'s answer for a value that is present, as a function of the value; None: no shortcut."""
+    arg, kind = pr.arg, pr.kind
+    if kind == "eq":
+        return (lambda v: type(v) is str and v == arg) if type(arg) is str else (lambda v: equal(v, arg))
+    if kind == "in" and all(key(lit) is not None for lit in arg):
+        keys = frozenset(map(key, arg))
+        return lambda v: (v if type(v) in _PLAIN else key(v)) in keys
+    if kind == "cmp":
+        compare = _ORDER[pr.op]
+        return lambda v: compare(v, arg) if type(v) in _NUMBER else ERROR
+    if kind == "size":
+        compare = _ORDER[pr.op]
+        return lambda v: compare(len(v), arg) if type(v) in _SIZED else ERROR
+    if kind == "matches":
+        search = arg.search
+        return lambda v: search(v) if type(v) is str else ERROR
+    if kind == "str":
+        method = {"startsWith": str.startswith, "endsWith": str.endswith, "contains": str.__contains__}[pr.op]
+        return lambda v: method(v, arg) if type(v) is str else ERROR
+    return None
+
+
+_PLAIN = frozenset((str, int, float))  # key(v) is v itself
+_NUMBER = frozenset((int, float))
+_SIZED = frozenset((str, list, dict))
