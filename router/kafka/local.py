@@ -107,7 +107,8 @@ def _format(cluster: LocalCluster) -> None:
     for node_id in range(1, cluster.nodes + 1):
         props = _write_properties(cluster, node_id)
         subprocess.run(_java(cluster, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                             "-t", cluster_id, "-c", str(props)),
+                             # the "=" form: a random id may start with "-"
+                             f"--cluster-id={cluster_id}", f"--config={props}"),
                        check=True, stdout=subprocess.DEVNULL)
 
 

@@ -75,3 +75,14 @@ def test_kafka_up_status_down(tmp_path):
     assert down.returncode == 0
     status = run("status")
     assert status.returncode == 3 and status.stdout.startswith("stopped")
+
+
+def test_a_cluster_id_that_starts_with_a_dash_formats(tmp_path):
+    # A random id is urlsafe base64, so 1 in 64 starts with "-"; the storage tool once took it for an option.
+    (tmp_path / "libs").symlink_to(local.fetch(local.LocalCluster(home=local.default_home())))
+    cluster = local.LocalCluster(home=tmp_path, port=19293)
+    (tmp_path / "cluster-19293").mkdir()
+    (tmp_path / "cluster-19293" / "cluster.id").write_text("-MuXcTfKSFyd9oTzOrinkw")
+    local._format(cluster)
+    meta = next(cluster.node_dir(1).rglob("meta.properties")).read_text()
+    assert "cluster.id=-MuXcTfKSFyd9oTzOrinkw" in meta
