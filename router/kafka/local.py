@@ -78,8 +78,14 @@ def fetch(cluster: LocalCluster) -> Path:
     return cluster.libs
 
 
+# Kafka's own defaults (bin/kafka-server-start.sh, kafka-run-class.sh): G1 with short pauses and a 1 GiB heap.
+# EVBUS_KAFKA_JVM_OPTS replaces them (whitespace-separated).
+JVM_OPTS = ("-Xms1g -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 "
+            "-XX:+ExplicitGCInvokesConcurrent")
+
+
 def _java(cluster: LocalCluster, *args: str) -> list[str]:
-    return ["java", "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC",
+    return ["java", *os.environ.get("EVBUS_KAFKA_JVM_OPTS", JVM_OPTS).split(),
             f"-Dlog4j2.configurationFile={DEPLOY / 'log4j2.properties'}",
             "-cp", f"{cluster.libs}/*", *args]
 
