@@ -13,6 +13,10 @@ FILTER_ERRORS = Counter("evbus_router_filter_errors_total",
 ROUTING_LATENCY = Histogram("evbus_router_routing_latency_seconds",
                             "From the event's time to its triggers being produced",
                             buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+COMMIT_SECONDS = Histogram("evbus_router_commit_seconds",
+                           "A transaction's commit by phase: produce (hand over and flush its records), "
+                           "offsets (send the consumer positions), commit", ["phase"],
+                           buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 TRANSACTIONS = Counter("evbus_router_transactions_total", "Kafka transactions by outcome", ["outcome"])
 
 TRIGGERS_HANDLED = Counter("evbus_runner_triggers_handled_total", "Handler calls by outcome",

@@ -28,7 +28,7 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError as CKError, KafkaException, Producer, TopicPartition
 
 from ..errors import KafkaError
-from ..metrics import TRANSACTIONS
+from ..metrics import COMMIT_SECONDS, TRANSACTIONS
 
 logger = logging.getLogger(__name__)
 TIMEOUT = 45.0  # below transaction.timeout.ms (60 s): a blocked call never outlives its transaction
@@ -158,10 +158,19 @@ class Checkpoint:
                 failed = DeliveryFailed(list(self._delivery_errors), remaining)
                 failed.pending = pending
                 raise failed
+            flushed = time.monotonic()
             _retry(lambda: self._producer.send_offsets_to_transaction(positions, metadata, TIMEOUT), "send_offsets")
+            offsets = time.monotonic()
             _retry(lambda: self._producer.commit_transaction(TIMEOUT), "commit_transaction")
-            self.last_commit_s = time.monotonic() - started
+            ended = time.monotonic()
+            self.last_commit_s = ended - started
             TRANSACTIONS.labels("commit").inc()
+            COMMIT_SECONDS.labels("produce").observe(flushed - started)
+            COMMIT_SECONDS.labels("offsets").observe(offsets - flushed)
+            COMMIT_SECONDS.labels("commit").observe(ended - offsets)
+            logger.debug("committed %d records, %d consumed: produce %.1f ms, offsets %.1f ms, commit %.1f ms",
+                         len(outbox), pending, (flushed - started) * 1e3, (offsets - flushed) * 1e3,
+                         (ended - offsets) * 1e3)
             self._open_next()  # the router's thread fills the outbox meanwhile: only the producer side here
         except BaseException as exc:  # handed to the router's thread by finish_commit()
             self._inflight_error = exc

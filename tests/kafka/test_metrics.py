@@ -32,3 +32,7 @@ def test_router_metrics(bus, spawn):
                  "evbus_router_routing_latency_seconds_count 3.0"]:
         assert line in text, line
     assert 'evbus_router_transactions_total{outcome="commit"}' in text
+    for phase in ("produce", "offsets", "commit"):
+        count = next(line for line in text.splitlines()
+                     if line.startswith(f'evbus_router_commit_seconds_count{{phase="{phase}"}}'))
+        assert float(count.split()[-1]) >= 1, count
