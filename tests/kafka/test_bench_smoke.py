@@ -23,6 +23,7 @@ def test_quick_bench_writes_its_report(kafka_bootstrap, tmp_path):
     report = json.loads(out.read_text())
     assert KEYS <= set(report)
     assert set(report["latency_ms"]) >= {"p50", "p99", "rate"}
+    assert report["latency_by_rate"]["2000"]["samples"] > 0
     assert report["router_eps"]["1000"] > 0 and report["passthrough_eps"]["1000"] > 0
     assert report["router_cpu_us"]["1000"] > 0 and report["router_cpu_us"]["10000"] > 0
     assert "| subscriptions |" in done.stdout
