@@ -46,7 +46,7 @@ COMMIT_POLL = 0.002  # seconds to wait for records while a due transaction waits
 
 class Router:
     def __init__(self, settings: Settings, *, instance: str | None = None, batch_size: int = 2000,
-                 commit_interval: float = 0.05, idle_poll: float = 0.2, group: str | None = None,
+                 commit_interval: float = 0.01, idle_poll: float = 0.2, group: str | None = None,
                  max_buffered: int = 50_000) -> None:
         self.settings = settings
         self.max_buffered = max_buffered

@@ -25,8 +25,9 @@ from .common import bootstrap_option, handle_errors, long_running, settings
 @click.option("--batch-size", type=int, default=2000, show_default=True,
               help="Records after which a transaction commits; while the one before it is still committing it "
                    "grows, up to 8 times this.")
-@click.option("--commit-interval", type=float, default=0.05, show_default=True,
-              help="Longest a transaction stays open, in seconds: the latency a trigger may wait for its commit.")
+@click.option("--commit-interval", type=float, default=0.01, show_default=True,
+              help="Seconds a transaction stays open before it commits (longer while the commit before it is "
+                   "still running): what a trigger may wait at low rates. Lower means more transactions.")
 @click.option("--max-buffered", type=int, default=50_000, show_default=True,
               help="Records a transaction holds before handing them to the producer (all at commit time "
                    "when fewer: its partitions then join the transaction in one round trip).")
