@@ -1,8 +1,8 @@
 """Does routing throughput hold as workflows grow? The router at 10,000 subscriptions spread over 1, 20, 200
-and 1,000 workflows (one trigger topic each, one partition), on a broker it starts on port 19392: each
-transaction touches up to that many trigger partitions.
+and 1,000 workflows (one trigger topic each, one partition unless --partitions says more), on a broker it
+starts on port 19392: each transaction touches up to workflows × partitions trigger partitions.
 
-    python -m benchmarks.workflows [--workflows 1 20 200 1000] [--events 100000]
+    python -m benchmarks.workflows [--workflows 1 20 200 1000] [--partitions 1 4] [--events 100000]
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from .run import log
 from .workload import subscriptions
 
 
-def bench(bootstrap: str, workflow_counts: list[int], n_subs: int, n_events: int, repeats: int) -> dict:
+def bench(bootstrap: str, workflow_counts: list[int], n_subs: int, n_events: int, repeats: int,
+          partitions: int = 1) -> dict:
     out = {}
     for w in workflow_counts:
-        settings = Settings(bootstrap=bootstrap, namespace=f"w{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
+        settings = Settings(bootstrap=bootstrap, namespace=f"w{uuid.uuid4().hex[:8]}.", trigger_partitions=partitions)
         subs = subscriptions(n_subs, workflows=w)
         kafka_runs.load_subscriptions(settings, subs)
         kafka_runs.publish_events(settings, subs, n_events)
@@ -31,13 +32,15 @@ def bench(bootstrap: str, workflow_counts: list[int], n_subs: int, n_events: int
         eps = statistics.median(r["eps"] for r in runs)
         out[w] = {"eps": round(eps), "commits": [r["commits"] for r in runs]}
         each = ", ".join(f"{r['eps']:,.0f}" for r in runs)
-        log(f"{w:>5} workflows, {n_subs:,} subscriptions: router {eps:,.0f} events/s (runs: {each})")
+        log(f"{w:>5} workflows × {partitions} partitions, {n_subs:,} subscriptions: router {eps:,.0f} events/s "
+            f"(runs: {each})")
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workflows", type=int, nargs="+", default=[1, 20, 200, 1000])
+    parser.add_argument("--partitions", type=int, nargs="+", default=[1], help="partitions per trigger topic")
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
@@ -47,7 +50,8 @@ def main() -> None:
     local.wipe(cluster)
     bootstrap = local.up(cluster)
     try:
-        print(json.dumps(bench(bootstrap, args.workflows, args.subscriptions, args.events, args.repeats)))
+        print(json.dumps({p: bench(bootstrap, args.workflows, args.subscriptions, args.events, args.repeats, p)
+                          for p in args.partitions}))
     finally:
         local.down(cluster)
         local.wipe(cluster)
