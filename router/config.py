@@ -37,9 +37,11 @@ class Settings(BaseModel):
     replay_window_s: int = Field(default=7 * 86400, ge=0)
     # Partitions and replication for topics the bus creates itself.
     topic_partitions: int = 4
-    # Trigger topics: one per workflow. Each partition a transaction touches costs the router a little at
-    # commit time; many workflows with few partitions each keep transactions cheap (docs/benchmarks.md).
-    trigger_partitions: int = 4
+    # Trigger topics: one per workflow. Each partition a transaction touches costs the router about one
+    # produce request at commit time, so latency grows with workflows × partitions: 4 partitions instead of 1
+    # took p50 at 500 events/s from ~40 to 100-160 ms (docs/benchmarks.md). One runner process per workflow
+    # then consumes it (with its own concurrency); more partitions let more runner processes share one.
+    trigger_partitions: int = 1
     replication_factor: int = 1
     extra: dict[str, Any] = Field(default_factory=dict)
 
