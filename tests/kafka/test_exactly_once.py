@@ -18,7 +18,7 @@ EVENTS = 20_000
 
 def log_end(bus, topic: str) -> int:
     """Sum of high watermarks: data records, committed or not, plus transaction markers."""
-    return sum(high for _, high in watermarks(bus, topic, bus.topic_partitions))
+    return sum(high for _, high in watermarks(bus, topic, bus.trigger_partitions))
 
 
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(bus, spawn):
