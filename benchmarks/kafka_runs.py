@@ -70,7 +70,10 @@ class _Passthrough(_Counting):
 def _run_router(kind: str, settings_json: str, target: int, group: str, out_topic: str, queue) -> None:
     settings = Settings.model_validate_json(settings_json)
     cls = _Passthrough if kind == "passthrough" else _Counting
-    tuning = {} if kind == "latency" else {"batch_size": BATCH, "commit_interval": INTERVAL}  # latency: defaults
+    # Latency runs use the router's defaults. A transaction grows to 8 batches while the one before commits, so
+    # short (smoke) runs take smaller batches: one grown transaction must not swallow the measured part.
+    batch = min(BATCH, max(100, target // 40))
+    tuning = {} if kind == "latency" else {"batch_size": batch, "commit_interval": INTERVAL}
     router = cls(settings, target, instance=f"bench-{uuid.uuid4().hex[:6]}", group=group, **tuning)
     router.out_topic = out_topic
     if kind == "naive":
