@@ -248,9 +248,9 @@ class Router:
                 wire = self._wires.get(entry.key)
                 if wire is None or wire.entry is not entry:
                     wire = self._wire(entry)
-                idem = f"{event.id}:{entry.name}"
-                value = b"".join((*head, wire.prefix, stamp, codec.avro_string(idem), source))
-                self._produce(wire.topic, key, value, [*wire.headers, ("evbus-idempotency-key", idem.encode()), *extra])
+                idem = f"{event.id}:{entry.name}".encode()  # once: in the value (an Avro string) and a header
+                value = b"".join((*head, wire.prefix, stamp, codec.avro_long(len(idem)), idem, source))
+                self._produce(wire.topic, key, value, [*wire.headers, ("evbus-idempotency-key", idem), *extra])
                 if not wire.count:
                     self._counted.append(wire)
                 wire.count += 1
