@@ -14,14 +14,16 @@ help:
 	@echo "make bench  - routing benchmarks (QUICK=1 for the smoke version)"
 	@echo "make chaos  - faults on a 3-node cluster, verified: nothing lost, nothing twice (QUICK=1: short)"
 
-# Java 17+ and Maven fetch and run the Kafka broker; installed from Debian's packages when missing.
+# Java 17+ and Maven fetch and run the Kafka broker, gcc builds the C event reader; installed from
+# Debian's packages when missing.
 system-deps:
-	@if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then \
-	  echo "installing Java and Maven (apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven; \
+	@if ! command -v java >/dev/null || ! command -v mvn >/dev/null || ! command -v gcc >/dev/null; then \
+	  echo "installing Java, Maven and gcc (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven gcc; \
 	fi
 
-$(STAMP): pyproject.toml
+# setup.py compiles the router's C event reader (router/envelope/_v1.c) in place: gcc and Python's headers.
+$(STAMP): pyproject.toml setup.py router/envelope/_v1.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -57,4 +59,4 @@ chaos: install
 	$(PY) -m chaos.run $(if $(QUICK),--quick,) --out chaos-results/latest.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis bench-results chaos-results
+	rm -rf $(VENV) .pytest_cache .hypothesis bench-results chaos-results build router/envelope/_v1.*.so

@@ -89,18 +89,28 @@ def us_per_event(n: int, count: int = 20_000, repeats: int = 3) -> dict:
     flush()
     gc.collect()
     gc.freeze()  # as the router does once its subscriptions are loaded
-    times = []
+    native = getattr(codec, "native", None)  # (absent before the C event reader: A/B runs of older commits)
+    readers = {"c": native.read_event, "python": codec.read_event_py} if native else {"python": None}
+    times: dict[str, list[float]] = {name: [] for name in readers}
     for _ in range(repeats):
-        router._checkpoint.records.clear()
-        start = time.perf_counter()
-        for m in msgs:
-            route(m)
-        times.append(time.perf_counter() - start)
-        flush()
+        for name, reader in readers.items():  # alternating: the Python event reader is the baseline, same run
+            if reader is not None:
+                codec._read_v1 = reader
+            router._checkpoint.records.clear()
+            start = time.perf_counter()
+            for m in msgs:
+                route(m)
+            times[name].append(time.perf_counter() - start)
+            flush()
+    if native:
+        codec._read_v1 = native.read_event
     gc.unfreeze()
-    seconds = statistics.median(times)
-    return {"us_per_event": round(seconds / count * 1e6, 1), "events_per_s": round(count / seconds),
-            "triggers_per_event": round(len(router._checkpoint.records) / count, 2)}
+    seconds = statistics.median(times["c"] if native else times["python"])
+    out = {"us_per_event": round(seconds / count * 1e6, 1), "events_per_s": round(count / seconds),
+           "triggers_per_event": round(len(router._checkpoint.records) / count, 2)}
+    if native:
+        out["python_reader_us_per_event"] = round(statistics.median(times["python"]) / count * 1e6, 1)
+    return out
 
 
 def main() -> None:
@@ -109,7 +119,8 @@ def main() -> None:
     for n in parser.parse_args().sizes:
         r = us_per_event(n)
         print(f"{n:>7,} subscriptions: {r['us_per_event']:.1f} µs/event ({r['events_per_s']:,} events/s on one "
-              f"core), {r['triggers_per_event']} triggers/event")
+              f"core), {r['triggers_per_event']} triggers/event; with the Python event reader "
+              f"{r.get('python_reader_us_per_event', '-')} µs/event")
 
 
 if __name__ == "__main__":

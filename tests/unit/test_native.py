@@ -1,0 +1,136 @@
+"""The C reader of v1 events (router/envelope/_v1.c) against the Python one in codec.py, its reference:
+the same Event or the same error on any bytes, and nothing leaked on either path."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from router.envelope import Event, codec, new_event
+
+VALID = codec.encode_event(new_event("order.placed", {"n": 1, "s": "x" * 20}, tenant="acme", source="s",
+                                     max_bytes=1 << 16, subject="sub", causationid="c-1"))
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _outcome(read, value):
+    try:
+        return read(value)
+    except (ValueError, IndexError, OverflowError) as exc:
+        return type(exc).__name__
+
+
+def test_the_c_reader_is_built():
+    assert codec.native is not None, "router/envelope/_v1.c was not compiled: run `make install` (needs a C compiler)"
+    assert codec.read_event_v1(VALID) == codec.read_event_py(VALID)
+
+
+@settings(max_examples=1500, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(codec.HEADER.size, len(VALID) - 1), st.integers(0, 255)), max_size=6),
+       st.integers(codec.HEADER.size, len(VALID) + 3), st.binary(max_size=4))
+def test_c_and_python_readers_agree_on_mutated_events(flips, cut, tail):
+    value = bytearray(VALID)
+    for at, byte in flips:
+        value[at] = byte
+    value = bytes(value[:cut]) + tail
+    assert _outcome(codec.native.read_event, value) == _outcome(codec.read_event_py, value)
+
+
+def test_c_and_python_readers_agree_on_every_single_byte_change():
+    """Exhaustive where it is cheap: every byte after the frame set to each of its 256 values, and every cut."""
+    for at in range(codec.HEADER.size, len(VALID)):
+        value = bytearray(VALID)
+        for byte in range(256):
+            value[at] = byte
+            assert _outcome(codec.native.read_event, bytes(value)) == _outcome(codec.read_event_py, bytes(value)), \
+                (at, byte)
+        cut = VALID[:at]
+        assert _outcome(codec.native.read_event, cut) == _outcome(codec.read_event_py, cut), at
+
+
+def _varint(z: int) -> bytes:
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _with_time(raw: bytes) -> bytes:
+    """VALID with the time field's varint replaced by raw bytes."""
+    pos = codec.HEADER.size
+    for _ in range(4):  # id, source, specversion, type: length-prefixed strings
+        n, pos = codec._read_varint(VALID, pos)
+        pos += n
+    _, end = codec._read_varint(VALID, pos)
+    return VALID[:pos] + raw + VALID[end:]
+
+
+@pytest.mark.parametrize("raw", [
+    _varint(0), _varint(1), _varint(2 ** 63 - 2), _varint(2 ** 64 - 1),  # zig-zag extremes
+    _varint(2 ** 64), _varint(2 ** 69),  # bits past the 64th: the Python int is out of every range
+    b"\xff" * 9 + b"\x01", b"\xff" * 10 + b"\x01",  # 10 bytes, then 11 (too long)
+    b"\x80" * 9 + b"\x7f", _varint(253402300799999999 * 2), _varint(-62135596800000000 * -2 - 1),
+])
+def test_c_and_python_readers_agree_on_extreme_times(raw):
+    value = _with_time(raw)
+    assert _outcome(codec.native.read_event, value) == _outcome(codec.read_event_py, value)
+
+
+@settings(max_examples=300, deadline=2000)
+@given(st.text(max_size=30), st.text(max_size=30), st.one_of(st.none(), st.text(max_size=8)),
+       st.binary(max_size=50), st.integers(-62135596800000000, 253402300799999999))
+def test_the_c_reader_builds_the_same_event(ident, tenant, subject, data, micros):
+    event = new_event("a.b", {}, tenant="t", source="s", max_bytes=1 << 16)
+    event = dataclasses.replace(event, id=ident, tenant=tenant, subject=subject, data=data,
+                                time=EPOCH + timedelta(microseconds=micros))
+    value = codec.encode_event(event)
+    read = codec.native.read_event(value)
+    assert read == event == codec.read_event_py(value)
+    assert hash(read) == hash(event) and repr(read) == repr(event)
+
+
+def test_an_event_from_c_is_an_ordinary_frozen_event():
+    event = codec.native.read_event(VALID)
+    assert type(event) is Event
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.tenant = "other"
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert dataclasses.replace(event, tenant="b").tenant == "b"
+    assert event.payload() == {"n": 1, "s": "x" * 20} and event.meta()["subject"] == "sub"
+
+
+def test_the_c_reader_leaks_nothing_on_good_or_bad_bytes():
+    bad = [VALID[:-3], VALID + b"\x00", _with_time(b"\xff" * 11), VALID[:20] + b"\xff\xfe" + VALID[22:]]
+
+    def run() -> None:
+        for _ in range(5000):
+            codec.native.read_event(VALID)
+            for value in bad:
+                _outcome(codec.native.read_event, value)
+
+    run()  # warm: caches and free lists
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"{grown} bytes still held after 25,000 reads"
+
+
+def test_configure_refuses_a_type_it_cannot_fill():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Other:
+        id: str
+
+    with pytest.raises(TypeError, match="slots"):
+        codec.native.configure(Other, EPOCH)
+    assert codec.native.read_event(VALID) == codec.read_event_py(VALID)  # still configured for Event
