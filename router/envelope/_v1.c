@@ -3,6 +3,7 @@
  * writing its slots directly (Event is a frozen dataclass with slots: its __init__ goes through
  * object.__setattr__ once per field). codec.read_event_v1 calls it when it is built; the Python reader in
  * codec.py is the reference, and tests/unit/test_native.py holds the two side by side on any bytes.
+ * Two small encoders the router calls per event join it: avro_long and micros (codec.py has both in Python).
  *
  * Errors are the Python reader's: IndexError past the end of a varint, ValueError for a bad union branch,
  * an over-long varint, a string past the end, invalid UTF-8 (UnicodeDecodeError) and trailing bytes, and
@@ -143,6 +144,42 @@ fail:
     return NULL;
 }
 
+/* avro_long(n): an Avro long (zig-zag, base-128 varint); OverflowError outside 64 bits. */
+static PyObject *avro_long(PyObject *module, PyObject *arg) {
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    unsigned long long z = ((unsigned long long)n << 1) ^ (unsigned long long)(n >> 63);
+    unsigned char buf[10];
+    int len = 0;
+    while (z > 0x7F) {
+        buf[len++] = (unsigned char)((z & 0x7F) | 0x80);
+        z >>= 7;
+    }
+    buf[len++] = (unsigned char)z;
+    return PyBytes_FromStringAndSize((const char *)buf, len);
+}
+
+/* micros(dt): an aware datetime as µs since the epoch (Avro timestamp-micros). */
+static PyObject *micros(PyObject *module, PyObject *dt) {
+    if (epoch == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "router.envelope._v1 is not configured");
+        return NULL;
+    }
+    PyObject *delta = PyNumber_Subtract(dt, epoch);
+    if (delta == NULL)
+        return NULL;
+    if (!PyDelta_Check(delta)) {
+        Py_DECREF(delta);
+        PyErr_SetString(PyExc_TypeError, "micros() takes a datetime");
+        return NULL;
+    }
+    long long us = ((long long)PyDateTime_DELTA_GET_DAYS(delta) * 86400 + PyDateTime_DELTA_GET_SECONDS(delta)) *
+                       1000000LL + PyDateTime_DELTA_GET_MICROSECONDS(delta);
+    Py_DECREF(delta);
+    return PyLong_FromLongLong(us);
+}
+
 /* configure(Event, epoch): where each field's slot is, checked to be every slot an Event has. */
 static PyObject *configure(PyObject *module, PyObject *args) {
     PyObject *type, *ep;
@@ -180,6 +217,8 @@ static PyObject *configure(PyObject *module, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"read_event", read_event, METH_O, "A v1 event (frame included) → Event; errors as codec's Python reader."},
+    {"avro_long", avro_long, METH_O, "An Avro long: zig-zag, then base-128 varint."},
+    {"micros", micros, METH_O, "An aware datetime as Avro timestamp-micros."},
     {"configure", configure, METH_VARARGS, "configure(Event, epoch): the type to build and the epoch datetime."},
     {NULL, NULL, 0, NULL}};
 

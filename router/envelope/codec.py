@@ -173,8 +173,8 @@ def _read_varint(v: bytes, pos: int) -> tuple[int, int]:
     return (n >> 1) ^ -(n & 1), pos
 
 
-def avro_long(n: int) -> bytes:
-    """Avro long: zig-zag, then base-128 varint."""
+def avro_long_py(n: int) -> bytes:
+    """Avro long: zig-zag, then base-128 varint (`avro_long` is the C one when it is built)."""
     if 0 <= n < 64:
         return _SMALL[n]
     z = (n << 1) ^ (n >> 63)
@@ -196,20 +196,21 @@ def avro_string(text: str) -> bytes:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
+
+def micros_py(dt: datetime) -> int:
+    """An aware datetime as Avro timestamp-micros (`micros` is the C one when it is built)."""
+    delta = dt - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 try:
     from . import _v1 as native  # built by `pip install` where a C compiler is (setup.py)
 except ImportError:
     native = None
-    _read_v1 = read_event_py
+    _read_v1, avro_long, micros = read_event_py, avro_long_py, micros_py
 else:
     native.configure(Event, _EPOCH)
-    _read_v1 = native.read_event
-
-
-def micros(dt: datetime) -> int:
-    """A datetime as Avro timestamp-micros."""
-    delta = dt - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    _read_v1, avro_long, micros = native.read_event, native.avro_long, native.micros
 
 
 def source_tail(source_topic: str, source_partition: int, source_offset: int) -> bytes:

@@ -106,12 +106,14 @@ def test_an_event_from_c_is_an_ordinary_frozen_event():
     assert event.payload() == {"n": 1, "s": "x" * 20} and event.meta()["subject"] == "sub"
 
 
-def test_the_c_reader_leaks_nothing_on_good_or_bad_bytes():
+def test_the_c_module_leaks_nothing_on_good_or_bad_bytes():
     bad = [VALID[:-3], VALID + b"\x00", _with_time(b"\xff" * 11), VALID[:20] + b"\xff\xfe" + VALID[22:]]
 
     def run() -> None:
         for _ in range(5000):
             codec.native.read_event(VALID)
+            codec.native.avro_long(1_800_000_000_000_000)
+            codec.native.micros(EPOCH)
             for value in bad:
                 _outcome(codec.native.read_event, value)
 
@@ -123,7 +125,7 @@ def test_the_c_reader_leaks_nothing_on_good_or_bad_bytes():
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert grown < 64 * 1024, f"{grown} bytes still held after 25,000 reads"
+    assert grown < 64 * 1024, f"{grown} bytes still held after 25,000 reads and 10,000 encodings"
 
 
 def test_configure_refuses_a_type_it_cannot_fill():
@@ -134,3 +136,30 @@ def test_configure_refuses_a_type_it_cannot_fill():
     with pytest.raises(TypeError, match="slots"):
         codec.native.configure(Other, EPOCH)
     assert codec.native.read_event(VALID) == codec.read_event_py(VALID)  # still configured for Event
+
+
+@settings(max_examples=500, deadline=2000)
+@given(st.one_of(st.integers(-2 ** 63, 2 ** 63 - 1), st.integers(-200, 200)))
+def test_c_and_python_avro_long_agree(n):
+    assert codec.native.avro_long(n) == codec.avro_long_py(n)
+
+
+def test_c_avro_long_refuses_what_is_not_a_long():
+    with pytest.raises(OverflowError):
+        codec.native.avro_long(2 ** 63)
+    with pytest.raises(TypeError):
+        codec.native.avro_long("1")
+
+
+@settings(max_examples=500, deadline=2000)
+@given(st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-11, minutes=-30)),
+                                               timezone(timedelta(hours=14))])))
+def test_c_and_python_micros_agree(dt):
+    assert codec.native.micros(dt) == codec.micros_py(dt)
+
+
+def test_c_micros_refuses_a_naive_time_as_python_does():
+    naive = datetime(2026, 1, 1)
+    for micros in (codec.native.micros, codec.micros_py):
+        with pytest.raises(TypeError):
+            micros(naive)
