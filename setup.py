@@ -1,7 +1,9 @@
-"""The one compiled part: the router's v1 event reader (router/envelope/_v1.c). Optional: where it cannot be
-built (no C compiler), codec.py reads events in Python, the same way and about 5x slower."""
+"""The compiled parts of the router's hot path: the v1 event reader (router/envelope/_v1.c) and the walk of a
+subscription plan (router/matching/_plan.c). Optional: where they cannot be built (no C compiler), the same
+code in Python runs instead (codec.read_event_py, index.candidates_py), the same way and more slowly."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("router.envelope._v1", ["router/envelope/_v1.c"], optional=True,
-                             extra_compile_args=["-O2", "-Wall"])])
+setup(ext_modules=[Extension(name, [source], optional=True, extra_compile_args=["-O2", "-Wall"])
+                   for name, source in [("router.envelope._v1", "router/envelope/_v1.c"),
+                                        ("router.matching._plan", "router/matching/_plan.c")]])

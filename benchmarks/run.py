@@ -6,6 +6,7 @@ Prints a table and writes JSON with: passthrough_eps, router_eps, naive_eps, mat
 subscription count), latency_ms (p50, p99, rate; at 2,000 events/s), latency_by_rate (the same at
 100 and 500 events/s too), sub_change_s, bytes_per_subscription, machine, started_at; router_cpu_us and
 router_cpu_python_reader_us (the router's own CPU per event with the C event reader and with the Python one);
+match_only_python_walk_eps (matching alone with the plan walk in Python instead of C);
 delivery: the runner's 20 ms handler at concurrency 1 and 32 (benchmarks/delivery.py).
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from router.config import Settings
 from router.kafka import local
 from router.kafka.admin import Topics
+from router.matching import index as index_module
 
 from . import delivery, hotpath, kafka_runs, matching
 from .workload import subscriptions
@@ -54,6 +56,13 @@ def bench_matching(sizes, naive_sizes, n_events, budget) -> tuple[dict, dict, di
         detail[n] = r
         log(f"match only, {n:>7,} subscriptions: {r['eps']:>10,.0f} events/s  {r['us_per_event']:.1f} µs/event  "
             f"{r['matches_per_event']:.2f} matches/event")
+        if index_module.native is not None:  # the baseline of the C plan walk, same index, same events
+            index_module.candidates = index_module.candidates_py
+            try:
+                r["python_walk_eps"] = round(matching.index_eps(index, evs)["eps"])
+            finally:
+                index_module.candidates = index_module.native.candidates
+            log(f"match only, {n:>7,} subscriptions, the plan walk in Python: {r['python_walk_eps']:>10,} events/s")
         if n in naive_sizes:
             nr = matching.naive_eps(subs, evs, budget)
             naive[n] = round(nr["eps"], 1)
@@ -118,7 +127,8 @@ def main() -> None:
     sizes = [1000, 10_000] if quick else [1000, 10_000, 100_000]
     result: dict = {"machine": machine(), "started_at": started, "quick": quick}
     match_only, naive, detail = bench_matching(sizes, [1000, 10_000], 2000 if quick else 20_000, 2 if quick else 20)
-    result.update(match_only_eps=match_only, naive_eps=naive, match_detail=detail)
+    result.update(match_only_eps=match_only, naive_eps=naive, match_detail=detail,
+                  match_only_python_walk_eps={n: d.get("python_walk_eps") for n, d in detail.items()})
     result["router_cpu_us"], result["router_cpu_python_reader_us"] = {}, {}
     for n in sizes:  # the router's own Python per event, Kafka taken out (benchmarks/hotpath.py)
         r = hotpath.us_per_event(n, 2000 if quick else 20_000)

@@ -13,7 +13,8 @@ A filter that *is* its anchor (`event.dept == "Finance"`, `event.sev in [...]`) 
 Buckets hold the entries themselves. The buckets of one tenant for one type are merged into one (a plan,
 cached; any change to the tenant's subscriptions drops its plans), so an event walks one small structure.
 A filter the analyser captures entirely is decided in Python with CEL's semantics, without the engine;
-the rest are evaluated by the CEL engine, only when an anchor already holds. Tenant scope is structural:
+the rest are evaluated by the CEL engine, only when an anchor already holds. The walk of a plan (lookups,
+has(), the captured filters' calls) runs in C where it is built (_plan.c; `candidates_py` is its reference). Tenant scope is structural:
 a bucket belongs to one tenant. Adding, changing or removing a subscription touches only its own buckets.
 Pure: no Kafka, no clocks.
 """
@@ -252,38 +253,62 @@ class SubscriptionIndex:
 
     @staticmethod
     def _filtered(plan: Bucket, event: Any, meta: dict, result: MatchResult) -> None:
-        exact: dict[str, Entry] = {}  # by key: an Entry's own hash would hash every field
-        check: dict[str, Entry] = dict(plan.scan)
-        is_dict = type(event) is dict
-        for path, (field, table) in plan.eq.items():
-            v = event.get(field, pr.ERROR) if field is not None and is_dict else pr.resolve(path, event, meta)
-            if v is not pr.ERROR:
-                t = type(v)
-                hit = table.get(v if t is str or t is int or t is float else pr.key(v))
-                if hit:
-                    for k, entry in hit.items():
-                        (exact if entry.exact else check)[k] = entry
-        for path, entries in plan.has.items():
-            if pr.has_path(path, event) is True:
-                check.update(entries)
-        matched = result.matched
-        matched += exact.values()  # exact entries are only ever filed under their anchors: never in `check`
+        """Anchors and captured filters (in C when it is built: candidates()), then the CEL engine for the rest."""
         bound = None
-        for entry in check.values():
-            if entry.decide is not None:
-                outcome = entry.decide(event, meta)
-                if outcome is True:
-                    matched.append(entry)
-                elif outcome is pr.ERROR:
-                    result.errors.append((entry, "no such key or no matching overload"))
-                continue
+        for entry in candidates(plan.eq, plan.has, plan.scan, event, meta, result.matched, result.errors):
             try:
                 if bound is None:
                     bound = activation(event, meta)
                 result.evaluated += 1
                 if entry.program(bound):
-                    matched.append(entry)
+                    result.matched.append(entry)
             except FilterError as exc:
                 result.errors.append((entry, str(exc)))
             except Exception as exc:  # a payload CEL cannot bind
                 result.errors.append((entry, f"{type(exc).__name__}: {exc}"))
+
+
+OVERLOAD = "no such key or no matching overload"
+
+
+def candidates_py(eq: dict, has: dict, scan: dict, event: Any, meta: dict, matched: list[Entry],
+                  errors: list[tuple[Entry, str]]) -> list[Entry]:
+    """The walk of a plan for one event: entries found through an exact anchor and captured filters that
+    hold go to `matched` (a captured filter that errs to `errors`); the entries left for the CEL engine are
+    returned. The reference for the C walk (router/matching/_plan.c)."""
+    exact: dict[str, Entry] = {}  # by key: an Entry's own hash would hash every field
+    check: dict[str, Entry] = dict(scan)
+    is_dict = type(event) is dict
+    for path, (field, table) in eq.items():
+        v = event.get(field, pr.ERROR) if field is not None and is_dict else pr.resolve(path, event, meta)
+        if v is not pr.ERROR:
+            t = type(v)
+            hit = table.get(v if t is str or t is int or t is float else pr.key(v))
+            if hit:
+                for k, entry in hit.items():
+                    (exact if entry.exact else check)[k] = entry
+    for path, entries in has.items():
+        if pr.has_path(path, event) is True:
+            check.update(entries)
+    matched += exact.values()  # exact entries are only ever filed under their anchors: never in `check`
+    rest = []
+    for entry in check.values():
+        if entry.decide is None:
+            rest.append(entry)
+            continue
+        outcome = entry.decide(event, meta)
+        if outcome is True:
+            matched.append(entry)
+        elif outcome is pr.ERROR:
+            errors.append((entry, OVERLOAD))
+    return rest
+
+
+try:
+    from . import _plan as native  # built by `pip install` where a C compiler is (setup.py)
+except ImportError:
+    native = None
+    candidates = candidates_py
+else:
+    native.configure(pr.ERROR, pr.resolve, pr.key, pr.has_path, OVERLOAD)
+    candidates = native.candidates

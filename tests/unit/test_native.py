@@ -163,3 +163,91 @@ def test_c_micros_refuses_a_naive_time_as_python_does():
     for micros in (codec.native.micros, codec.micros_py):
         with pytest.raises(TypeError):
             micros(naive)
+
+
+# The plan walk (router/matching/_plan.c) against index.candidates_py, on the differential test's
+# random subscriptions and events: the same matches, errors and entries left for CEL, in the same order.
+from router.matching import index as ix  # noqa: E402
+from router.matching.index import Entry, SubscriptionIndex  # noqa: E402
+
+from .test_matching_differential import TENANTS, TYPES, _meta, compiled, payload, subscription  # noqa: E402
+
+
+def _walk(candidates, plan, event, meta):
+    matched, errors = [], []
+    try:
+        rest = candidates(plan.eq, plan.has, plan.scan, event, meta, matched, errors)
+    except Exception as exc:  # both sides must fail alike
+        return type(exc).__name__
+    return [e.key for e in matched], [(e.key, m) for e, m in errors], [e.key for e in rest]
+
+
+def test_the_plan_walk_is_built():
+    assert ix.native is not None, "router/matching/_plan.c was not compiled: run `make install` (needs a C compiler)"
+    assert ix.candidates is ix.native.candidates
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(st.lists(subscription, min_size=1, max_size=12),
+       st.lists(st.tuples(st.sampled_from(TENANTS), st.sampled_from(TYPES), payload), min_size=1, max_size=5))
+def test_c_and_python_plan_walks_agree(subs, events):
+    entries = []
+    for i, (tenant, patterns, text) in enumerate(subs):
+        f = compiled(text) if text is not None else None
+        entries.append(Entry.build(f"{tenant}/s{i}", f"s{i}", tenant, "wf", tuple(dict.fromkeys(patterns)), f))
+    index = SubscriptionIndex(entries)
+    for tenant, etype, event in events:
+        plan = index.plan(tenant, etype)
+        meta = _meta() | {"type": etype, "tenant": tenant}
+        assert _walk(ix.native.candidates, plan, event, meta) == _walk(ix.candidates_py, plan, event, meta)
+
+
+def test_the_plan_walk_leaks_nothing():
+    entries = [Entry.build(f"t/{i}", f"{i}", "t", "wf", ("a.b",), compiled(text)) for i, text in enumerate(
+        ['event.dept == "Finance"', 'event.sev in ["a", 1]', "has(event.m) && event.n > 2", "event.n > 1",
+         'event.s.startsWith("x")', "event.q.r == 1"])]
+    index = SubscriptionIndex(entries)
+    plan = index.plan("t", "a.b")
+    events = [{"dept": "Finance", "sev": 1, "m": 1, "n": 3, "s": "xy"}, {"dept": ["x"], "n": "3", "q": {"r": 1}},
+              [1, 2], None, {"sev": {"k": [1]}}]
+
+    def run() -> None:
+        for _ in range(3000):
+            for event in events:
+                _walk(ix.native.candidates, plan, event, {})
+
+    run()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"{grown} bytes still held after 15,000 walks"
+
+
+FILTERS = ['event.dept == "Finance"', 'event.sev in ["a", 1, true, null]', "has(event.m) && event.n > 2",
+           "has(event.m) && event.n + 1 > 2", "event.n > 1", 'event.s.startsWith("x")', "event.q.r == 1",
+           'event.q.r == 1 && event.n * 2 == 6', 'meta.source == "bench" && event.n > 0', "event.flag",
+           'event["content-type"] == "a"', "size(event.l) > 1", 'event.dept == "Finance" && event.n + 0 == 3']
+EVENTS = [{"dept": "Finance", "sev": 1, "m": 1, "n": 3, "s": "xy", "flag": True, "l": [1, 2]},
+          {"dept": ["x"], "n": "3", "q": {"r": 1}, "sev": True}, {"sev": None, "m": None, "n": 3.0, "q": {"r": 1.0}},
+          {"content-type": "a", "flag": 1, "l": "ab"}, {"sev": {"k": [1]}, "n": 2}, [1, 2], None, "text", 3]
+
+
+def test_c_and_python_plan_walks_agree_on_every_kind_of_anchor_and_event():
+    """Each branch of the walk on purpose: exact and checked anchors, has() before a CEL-only rest, decided
+    filters that hold, fail and err, nested and meta paths, values that need a key (bool, null, lists), and
+    events that are not objects."""
+    index = SubscriptionIndex([Entry.build(f"t/{i}", f"{i}", "t", "wf", ("a.b",), compiled(text))
+                               for i, text in enumerate(FILTERS)])
+    plan = index.plan("t", "a.b")
+    assert plan.eq and plan.has and any(e.decide is None for e in index._entries.values())
+    outcomes = set()
+    for event in EVENTS:
+        meta = _meta() | {"type": "a.b", "tenant": "t", "source": "bench"}
+        c, py = _walk(ix.native.candidates, plan, event, meta), _walk(ix.candidates_py, plan, event, meta)
+        assert c == py, event
+        outcomes.update(("matched", "errors", "rest")[i] for i in range(3) if py[i])
+    assert outcomes == {"matched", "errors", "rest"}  # every output was exercised
