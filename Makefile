@@ -14,7 +14,7 @@ help:
 	@echo "make bench  - routing benchmarks (QUICK=1 for the smoke version)"
 	@echo "make chaos  - faults on a 3-node cluster, verified: nothing lost, nothing twice (QUICK=1: short)"
 
-# Java 17+ and Maven fetch and run the Kafka broker, gcc builds the C event reader; installed from
+# Java 17+ and Maven fetch and run the Kafka broker, gcc builds the router's C parts; installed from
 # Debian's packages when missing.
 system-deps:
 	@if ! command -v java >/dev/null || ! command -v mvn >/dev/null || ! command -v gcc >/dev/null; then \

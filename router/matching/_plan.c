@@ -86,7 +86,12 @@ static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t 
             if (k == NULL)
                 goto fail;
         }
-        PyObject *hit = PyDict_CheckExact(table) ? PyDict_GetItemWithError(table, k) : NULL;
+        if (!PyDict_Check(table)) {
+            Py_DECREF(k);
+            PyErr_SetString(PyExc_TypeError, "an eq table is a dict");
+            goto fail;
+        }
+        PyObject *hit = PyDict_GetItemWithError(table, k);
         Py_DECREF(k);
         if (hit == NULL) {
             if (PyErr_Occurred())

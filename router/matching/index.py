@@ -14,8 +14,8 @@ Buckets hold the entries themselves. The buckets of one tenant for one type are 
 cached; any change to the tenant's subscriptions drops its plans), so an event walks one small structure.
 A filter the analyser captures entirely is decided in Python with CEL's semantics, without the engine;
 the rest are evaluated by the CEL engine, only when an anchor already holds. The walk of a plan (lookups,
-has(), the captured filters' calls) runs in C where it is built (_plan.c; `candidates_py` is its reference). Tenant scope is structural:
-a bucket belongs to one tenant. Adding, changing or removing a subscription touches only its own buckets.
+has(), the captured filters' calls) runs in C where it is built (_plan.c; `candidates_py` is its
+reference). Tenant scope is structural: a bucket belongs to one tenant. Adding, changing or removing a subscription touches only its own buckets.
 Pure: no Kafka, no clocks.
 """
 

@@ -12,6 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from router.envelope import Event, codec, new_event
+from router.matching import index as ix
+from router.matching.index import Entry, SubscriptionIndex
+
+from .test_matching_differential import TENANTS, TYPES, _meta, compiled, payload, subscription
 
 VALID = codec.encode_event(new_event("order.placed", {"n": 1, "s": "x" * 20}, tenant="acme", source="s",
                                      max_bytes=1 << 16, subject="sub", causationid="c-1"))
@@ -53,7 +57,21 @@ def test_c_and_python_readers_agree_on_every_single_byte_change():
         assert _outcome(codec.native.read_event, cut) == _outcome(codec.read_event_py, cut), at
 
 
+def _held_after(run) -> int:
+    """Bytes Python's allocators still hold after a second `run()` (the first warms caches and free lists)."""
+    run()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
 def _varint(z: int) -> bytes:
+    """A raw varint of any width (codec.avro_long_py zig-zags first and stops at 64 bits; these tests need
+    the widths a broken writer could send)."""
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
@@ -117,14 +135,7 @@ def test_the_c_module_leaks_nothing_on_good_or_bad_bytes():
             for value in bad:
                 _outcome(codec.native.read_event, value)
 
-    run()  # warm: caches and free lists
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        run()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    grown = _held_after(run)
     assert grown < 64 * 1024, f"{grown} bytes still held after 25,000 reads and 10,000 encodings"
 
 
@@ -167,10 +178,6 @@ def test_c_micros_refuses_a_naive_time_as_python_does():
 
 # The plan walk (router/matching/_plan.c) against index.candidates_py, on the differential test's
 # random subscriptions and events: the same matches, errors and entries left for CEL, in the same order.
-from router.matching import index as ix  # noqa: E402
-from router.matching.index import Entry, SubscriptionIndex  # noqa: E402
-
-from .test_matching_differential import TENANTS, TYPES, _meta, compiled, payload, subscription  # noqa: E402
 
 
 def _walk(candidates, plan, event, meta):
@@ -216,14 +223,7 @@ def test_the_plan_walk_leaks_nothing():
             for event in events:
                 _walk(ix.native.candidates, plan, event, {})
 
-    run()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        run()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    grown = _held_after(run)
     assert grown < 64 * 1024, f"{grown} bytes still held after 15,000 walks"
 
 
