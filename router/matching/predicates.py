@@ -160,16 +160,27 @@ _REGEXES: dict[str, Any] = {}
 
 class Utf8Regex:
     """An RE2 pattern searched over UTF-8 bytes: the same answers as over text (RE2 reads UTF-8 either
-    way), without the wrapper's per-call character-offset bookkeeping (5.2 → 1.5 µs a search here)."""
+    way), without the wrapper's per-call character-offset bookkeeping (5.2 → 1.5 µs a search here).
+    Where the pinned google-re2 exposes it, the compiled program's own `Match` is called: the wrapper's
+    generator and match object cost another ~1 µs (1.78 → 0.83 µs, encoding included)."""
 
-    __slots__ = ("pattern", "_search")
+    __slots__ = ("pattern", "_search", "_match")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
-        self._search = re2.compile(pattern.encode("utf-8", "surrogatepass")).search
+        compiled = re2.compile(pattern.encode("utf-8", "surrogatepass"))
+        self._search = compiled.search
+        raw = getattr(compiled, "_regexp", None)
+        self._match = getattr(raw, "Match", None) if _UNANCHORED is not None else None
 
     def search(self, text: str) -> bool:
-        return self._search(text.encode("utf-8", "surrogatepass")) is not None
+        data = text.encode("utf-8", "surrogatepass")
+        if self._match is not None:
+            return self._match(_UNANCHORED, data, 0, len(data))[0][0] >= 0  # (-1, -1): no match
+        return self._search(data) is not None
+
+
+_UNANCHORED = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
 
 
 def _regex(pattern: str) -> Any:

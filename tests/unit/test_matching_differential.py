@@ -225,3 +225,24 @@ def test_index_matches_on_anchors_alone_and_follows_changes():
     assert keys({"dept": "HR", "sev": "b"}) == ["acme/late"]
     assert keys({"dept": "Finance"}) == []
     assert keys({"dept": "Finance"}, tenant="globex") == ["globex/other"]
+
+
+REGEX_PARTS = ["a", "b", "é", ".", "*", "+", "?", "^", "$", "[a-b]", "\\d", "\\b", "(", ")", "|", "(?i)", "{1,2}"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(REGEX_PARTS), max_size=6).map("".join),
+       st.text(alphabet="abAé1 \n", max_size=8))
+def test_regex_fast_path_agrees_with_the_re2_wrapper(pattern, text):
+    """`matches()` calls RE2's compiled program directly over UTF-8 bytes; the wrapper over text is the
+    reference (and the fallback when the binding's internals are not there)."""
+    import re2
+    try:
+        want = re2.compile(pattern).search(text) is not None
+    except re2.error:
+        return
+    fast = pr.Utf8Regex(pattern)
+    assert fast._match is not None  # the pinned google-re2 has it: the fast path is what runs
+    slow = pr.Utf8Regex(pattern)
+    slow._match = None
+    assert fast.search(text) == want == slow.search(text)
