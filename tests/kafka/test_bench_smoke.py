@@ -38,3 +38,12 @@ def test_workflow_count_bench_runs(kafka_bootstrap):
     from benchmarks import workflows
     out = workflows.bench(kafka_bootstrap, [3], n_subs=300, n_events=24_000, repeats=1)
     assert out[3]["eps"] > 0 and out[3]["commits"][0] >= 1
+
+
+def test_transaction_bench_runs_both_clients(kafka_bootstrap):
+    """`python -m benchmarks.transactions --client python java` keeps working: the same small transaction
+    through librdkafka and through the Java client (compiled against the local broker's client jar)."""
+    from benchmarks import transactions
+    for client in ("python", "java"):
+        rate, ms = transactions.run(kafka_bootstrap, 3, 50, rounds=3, client=client)
+        assert rate > 0 and set(ms) == set(transactions.STEPS), client
