@@ -63,10 +63,16 @@ def test_three_node_cluster_refuses_what_would_lose_events(three_nodes):
         except ConfigError as err:
             return str(err)
         return ""
-    # each broker learns of a new topic on its own time; the guard asks whichever answers, so wait until the
-    # last topic made is seen (one CI run saw the first two topics only)
-    wait_until(lambda: f"{ns}events.short" in refusal(), 30, "the guard sees all three topics")
-    text = refusal()
+    # each broker learns of a new topic, and of its configuration, on its own time, and the guard asks
+    # whichever answers: wait for one refusal that sees all three (CI once saw two, then two again after
+    # a refusal that had seen the third)
+    seen = [""]
+
+    def all_three() -> bool:
+        seen[0] = refusal()
+        return all(f"{ns}{name}" in seen[0] for name in ("events.thin", "triggers.loose", "events.short"))
+    wait_until(all_three, 30, lambda: f"a refusal naming all three topics; the last: {seen[0]}")
+    text = seen[0]
     assert text.startswith("the runner refuses to start")
     assert f"{ns}events.thin has 1 replica(s) on a 3-broker cluster" in text
     assert f"{ns}triggers.loose has min.insync.replicas=1" in text
