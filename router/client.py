@@ -76,6 +76,13 @@ class Publisher:
             errors, self._errors = self._errors, []
             raise KafkaError(f"{remaining} events unacknowledged after {timeout:.0f}s; errors: {errors[:5]}")
 
+    def close(self) -> None:
+        """Flush, then let the client go (its connections close now, not when it is collected)."""
+        try:
+            self.flush()
+        finally:
+            self._producer.close()
+
     def __enter__(self) -> "Publisher":
         return self
 

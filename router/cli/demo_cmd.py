@@ -87,6 +87,7 @@ def demo(port: int, keep_broker: bool) -> None:
         settings = Settings(bootstrap=bootstrap)
         env = {**os.environ, "EVBUS_BOOTSTRAP": bootstrap, "EVBUS_DEMO_OUT": str(out), "PYTHONUNBUFFERED": "1"}
         store = SubscriptionStore(settings)
+        stack.callback(store.close)  # before the broker stops: no reconnect noise from a lingering client
         click.echo("• subscriptions (tenant acme):")
         for s in SUBSCRIPTIONS:
             sub = store.put(tenant=TENANT, **s)
@@ -112,10 +113,13 @@ def demo(port: int, keep_broker: bool) -> None:
 def _publish(settings: Settings) -> list[str]:
     click.echo("• publishing the seed's events:")
     ids = []
-    with Publisher(settings, source="evbus/demo") as pub:
+    pub = Publisher(settings, source="evbus/demo")
+    try:
         for tenant, type_, data, _ in EVENTS:
             ids.append(pub.publish(type_, data, tenant=tenant, key=data.get("name") or data.get("job")))
             click.echo(f"    {tenant:7} {type_:17} {json.dumps(data)}")
+    finally:
+        pub.close()
     return ids
 
 

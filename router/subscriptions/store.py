@@ -40,6 +40,10 @@ class SubscriptionStore:
         self._topics = topics or Topics(settings)
         self._producer = clients.producer(settings)
 
+    def close(self) -> None:
+        """Let the producer go (every write is flushed when it is made); its connections close now."""
+        self._producer.close()
+
     def put(self, *, name: str, tenant: str, workflow: str, patterns: list[str] | tuple[str, ...],
             filter: str | None = None, enabled: bool = True, **delivery) -> Subscription:
         """Create or replace a subscription; `delivery`: paused, recursion, max_attempts, max_age_s."""

@@ -77,3 +77,17 @@ def test_a_new_domain_is_routed_without_restart(bus, start_router):
         event_id = pub.publish("invoice.paid", {"amount": 10}, tenant="acme")
     msgs = read_all(bus, bus.trigger_topic("invoices"), expect=1, timeout=45)
     assert [codec.decode_trigger(m.value())["event"].id for m in msgs] == [event_id]
+
+
+def test_clients_close_after_delivering_what_they_hold(bus):
+    """`Publisher.close()` and `SubscriptionStore.close()` let their producers go once what they hold is
+    delivered (the demo closes them before it stops its broker)."""
+    store = SubscriptionStore(bus)
+    store.put(name="closing", tenant="acme", workflow="wf-closing", patterns=["user.*"])
+    store.close()
+    pub = Publisher(bus)
+    ids = [pub.publish("user.created", {"n": i}, tenant="acme") for i in range(50)]
+    pub.close()  # no flush before it: close() flushes
+    got = [codec.decode_event(m.value()).id for m in read_all(bus, bus.events_topic("user.created"), expect=50)]
+    assert sorted(got) == sorted(ids)
+    assert SubscriptionStore(bus).get("acme", "closing") is not None
