@@ -81,9 +81,8 @@ def _python(bootstrap: str, names: list[str], source: str, group: str, per_txn: 
     return rates, steps
 
 
-def _java_classes() -> Path:
+def _java_classes(libs: Path) -> Path:
     """Compile the Java probe against the local broker's own client jar (fetched with the broker)."""
-    libs = local.fetch(local.LocalCluster(local.default_home()))
     out = local.default_home() / "txnprobe"
     if not (out / "TxnProbe.class").exists() or (out / "TxnProbe.class").stat().st_mtime < PROBE.stat().st_mtime:
         if shutil.which("javac") is None:
@@ -95,7 +94,7 @@ def _java_classes() -> Path:
 
 def _java(bootstrap: str, names: list[str], source: str, group: str, per_txn: int, rounds: int):
     libs = local.fetch(local.LocalCluster(local.default_home()))
-    cmd = ["java", "-cp", f"{_java_classes()}:{libs}/*", "TxnProbe", bootstrap, source, group, str(per_txn),
+    cmd = ["java", "-cp", f"{_java_classes(libs)}:{libs}/*", "TxnProbe", bootstrap, source, group, str(per_txn),
            str(rounds), *names]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:

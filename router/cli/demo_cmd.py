@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import click
@@ -113,13 +113,10 @@ def demo(port: int, keep_broker: bool) -> None:
 def _publish(settings: Settings) -> list[str]:
     click.echo("• publishing the seed's events:")
     ids = []
-    pub = Publisher(settings, source="evbus/demo")
-    try:
+    with closing(Publisher(settings, source="evbus/demo")) as pub:  # closed before the broker stops
         for tenant, type_, data, _ in EVENTS:
             ids.append(pub.publish(type_, data, tenant=tenant, key=data.get("name") or data.get("job")))
             click.echo(f"    {tenant:7} {type_:17} {json.dumps(data)}")
-    finally:
-        pub.close()
     return ids
 
 
