@@ -160,6 +160,7 @@ class Router:
         if msg is None:
             return
         self._isolate -= 1
+        cp.checked = True  # per-record delivery reports: a failure names this record
         self._route(msg)
         cp.pending += 1
         try:

@@ -20,6 +20,12 @@ At most one commit is in flight; `commit()` is both. The consumer positions and 
 when the commit starts, so they cover exactly the records handed over.
 `abort()` aborts and, unless told otherwise, rewinds every assigned partition to its committed offset,
 so the records are read and routed again in a new transaction. Errors are classified in `classify()`.
+
+Records reach librdkafka through `_produce.c` where it is built: no per-record delivery report, so flushing
+does not take the GIL once per record (confluent-kafka's report callback does, for every record produced
+through it, callback or not). A record that fails then fails the transaction as a whole (an abortable
+error). After any abort the next transaction is *checked*: its records go through `produce()` with a
+callback, so a record that fails again is named (DeliveryFailed) and the router can isolate it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,23 @@ from ..errors import KafkaError
 from ..metrics import COMMIT_SECONDS, TRANSACTIONS
 
 logger = logging.getLogger(__name__)
+
+
+def _bind_native():
+    """router/kafka/_produce.c bound to the librdkafka confluent-kafka loaded, or None (then `produce()`)."""
+    try:
+        from . import _produce
+        with open("/proc/self/maps") as maps:
+            path = next((line.split()[-1] for line in maps if "/librdkafka" in line), None)
+        if path is None:
+            return None
+        _produce.configure(path, Producer)
+        return _produce
+    except (ImportError, OSError):
+        return None
+
+
+native = _bind_native()
 TIMEOUT = 45.0  # below transaction.timeout.ms (60 s): a blocked call never outlives its transaction
 ATTEMPTS = 5
 # Not the record's fault: purged by an abort or an epoch bump, or timed out. Routing it again will do.
@@ -65,6 +88,8 @@ class Checkpoint:
         self.last_commit_s = 0.0  # how long the last commit took: the router paces transactions by it
         self._inflight: threading.Thread | None = None
         self._inflight_error: BaseException | None = None
+        # per-record delivery reports for this transaction (after an abort, or when isolating a record)
+        self.checked = native is None
         _retry(lambda: self._producer.init_transactions(TIMEOUT), "init_transactions")
         self._begin()
 
@@ -91,6 +116,17 @@ class Checkpoint:
         if outbox is None:
             outbox, self._outbox = self._outbox, []
         callback = self.on_delivery
+        if not self.checked:
+            i = 0
+            while True:
+                i, err = native.produce_all(self._producer, outbox, i)
+                if not err:
+                    return
+                if err == CKError._QUEUE_FULL:
+                    self._producer.poll(0.05)
+                else:  # refused before sending (e.g. too large): the commit fails on it
+                    callback(CKError(err), None)
+                    i += 1
         for topic, key, value, headers in outbox:
             while True:
                 try:
@@ -167,6 +203,7 @@ class Checkpoint:
             _retry(lambda: self._producer.commit_transaction(TIMEOUT), "commit_transaction")
             ended = time.monotonic()
             self.last_commit_s = ended - started
+            self.checked = native is None
             TRANSACTIONS.labels("commit").inc()
             COMMIT_SECONDS.labels("produce").observe(flushed - started)
             COMMIT_SECONDS.labels("offsets").observe(offsets - flushed)
@@ -190,6 +227,7 @@ class Checkpoint:
         finally:
             TRANSACTIONS.labels("abort").inc()
             self._delivery_errors = []  # after the abort: it purges the queue and calls back with errors
+        self.checked = True  # whatever failed, the next transaction names the record that fails again
         try:
             if rewind:
                 self._rewind()
