@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_CONSUMED = Counter("evbus_router_events_consumed_total", "Records read from events.* topics", ["topic"])
@@ -25,6 +28,24 @@ HANDLER_SECONDS = Histogram("evbus_runner_handler_seconds", "Handler call durati
 IN_FLIGHT = Gauge("evbus_runner_in_flight", "Handler calls running", ["workflow"])
 HELD = Gauge("evbus_runner_held", "Triggers held because their subscription is paused", ["workflow"])
 RETRYING = Gauge("evbus_runner_retrying", "Triggers waiting for a retry", ["workflow"])
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for every value, with one locked increment per bucket instead of two per value
+    (the router observes each event's latency; 2.8 % of its routing thread's samples were observe()).
+    Uses the client's bucket internals (prometheus-client 0.26, pinned), and plain observe() without them."""
+    bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    if bounds is None or buckets is None or total is None:
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bound >= value: observe()'s `amount <= bound`
+    for bucket, n in zip(buckets, counts):
+        if n:
+            bucket.inc(n)
+    total.inc(sum(values))
 
 
 def serve(port: int | None) -> None:

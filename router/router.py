@@ -127,9 +127,12 @@ class Router:
                 continue
             else:
                 wait = self.idle_poll if cp.pending == 0 else max(0.0, cp.opened_at + interval - time.monotonic())
-            for msg in self._poll(wait):
-                self._route(msg)
-                cp.pending += 1
+            batch = self._poll(wait)
+            if batch:
+                with self.view.lock:  # once a batch: a subscription change waits for one batch at most
+                    for msg in batch:
+                        self._route(msg)
+                        cp.pending += 1
 
     def _commit(self, wait: bool = True) -> None:
         """Commit what was routed; with wait=False the commit runs on in the background (the next one,
@@ -161,7 +164,8 @@ class Router:
             return
         self._isolate -= 1
         cp.checked = True  # per-record delivery reports: a failure names this record
-        self._route(msg)
+        with self.view.lock:
+            self._route(msg)
         cp.pending += 1
         try:
             cp.commit()
@@ -231,8 +235,7 @@ class Router:
             self._dead_letter(msg, "loop", f"hop limit {self.settings.hop_limit} reached (hops {lin.hops}, "
                                            f"correlation {event.correlationid}, chain {','.join(lin.chain)})")
             return
-        with self.view.lock:
-            result = self.view.index.match(event.tenant, event.type, decoded.payload, event.meta)
+        result = self.view.index.match(event.tenant, event.type, decoded.payload, event.meta)  # under view.lock
         if result.errors:
             self._report(result, decoded, msg)
         now = time.time_ns() // 1000
@@ -285,10 +288,9 @@ class Router:
         for wire in self._counted:
             wire.flush()
         self._counted.clear()
-        observe = metrics.ROUTING_LATENCY.observe
-        for us in self._latency:
-            observe(max(0.0, us / 1e6))
-        self._latency.clear()
+        if self._latency:
+            metrics.observe_many(metrics.ROUTING_LATENCY, [max(0.0, us / 1e6) for us in self._latency])
+            self._latency.clear()
 
     def _dead_letter(self, msg: Message, reason: str, detail: str, keep_value: bool = True) -> None:
         logger.warning("dead-lettering %s: %s: %s", _where(msg), reason, detail)
