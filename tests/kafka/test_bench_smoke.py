@@ -47,3 +47,13 @@ def test_transaction_bench_runs_both_clients(kafka_bootstrap):
     for client in ("python", "java"):
         rate, ms = transactions.run(kafka_bootstrap, 3, 50, rounds=3, client=client)
         assert rate > 0 and set(ms) == set(transactions.STEPS), client
+
+
+def test_ab_runs_two_checkouts(kafka_bootstrap):
+    """`python -m benchmarks.ab A B` keeps working: one round of this checkout against itself."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ab", str(REPO), str(REPO), "--bootstrap", kafka_bootstrap,
+                           "--subscriptions", "200", "--events", "8000", "--rounds", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(report["a_eps"]) == len(report["b_eps"]) == 1 and report["a_eps"][0] > 0 and report["b_eps"][0] > 0
