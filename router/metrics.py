@@ -2,17 +2,59 @@
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
+
+
+class CountsByLabels:
+    """A counter family held as plain numbers and exposed by `collect()`, for label sets as many as the
+    subscriptions: a prometheus-client Counter child takes 8.9 µs to make (and a lock for each inc), and at
+    100,000 subscriptions making them was 11 % of the routing thread's samples. Exposed like a Counter's
+    `_total` samples (no `_created`)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry=REGISTRY) -> None:
+        self.name = name.removesuffix("_total")
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._counts: dict[tuple[str, ...], float] = {}
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def add(self, labels: tuple[str, ...], amount: float = 1) -> None:
+        self.add_many(((labels, amount),))
+
+    def add_many(self, items: Iterable[tuple[tuple[str, ...], float]]) -> None:
+        with self._lock:
+            counts = self._counts
+            for labels, amount in items:
+                counts[labels] = counts.get(labels, 0) + amount
+
+    def value(self, *labels: str) -> float:
+        return self._counts.get(labels, 0)
+
+    def describe(self):
+        return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self):
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            items = list(self._counts.items())
+        for labels, value in items:
+            family.add_metric(labels, value)
+        yield family
+
 
 EVENTS_CONSUMED = Counter("evbus_router_events_consumed_total", "Records read from events.* topics", ["topic"])
 TRIGGERS_ROUTED = Counter("evbus_router_triggers_routed_total", "Trigger records produced", ["workflow"])
 DEAD_LETTERS = Counter("evbus_router_dead_letters_total", "Records sent to the dead-letter topic", ["reason"])
-MATCHES = Counter("evbus_router_matches_total", "Events matched per subscription", ["tenant", "subscription"])
-FILTER_ERRORS = Counter("evbus_router_filter_errors_total",
-                        "Filter evaluations that failed (counted as no match)", ["tenant", "subscription"])
+MATCHES = CountsByLabels("evbus_router_matches_total", "Events matched per subscription", ["tenant", "subscription"])
+FILTER_ERRORS = CountsByLabels("evbus_router_filter_errors_total",
+                               "Filter evaluations that failed (counted as no match)", ["tenant", "subscription"])
 ROUTING_LATENCY = Histogram("evbus_router_routing_latency_seconds",
                             "From the event's time to its triggers being produced",
                             buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))

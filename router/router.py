@@ -23,6 +23,7 @@ import socket
 import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
+from typing import Any
 
 from confluent_kafka import KafkaException, Message
 
@@ -62,6 +63,7 @@ class Router:
         self._checkpoint: Checkpoint | None = None
         self._wires: dict[str, _Wire] = {}  # per subscription: what its triggers share
         self._counted: list[_Wire] = []  # those with triggers not yet in the metrics
+        self._routed: dict[str, Any] = {}  # per workflow: its child of TRIGGERS_ROUTED
         self._consumed: dict[str, int] = {}  # per topic, since the metrics were last flushed
         self._latency: list[int] = []  # µs from event time to routing, since the last flush
         self._isolate = 0  # records to route one per transaction after an undeliverable transaction
@@ -269,13 +271,18 @@ class Router:
         self.topics.ensure(topic, partitions=self.settings.trigger_partitions)  # cached: made with the subscription
         old = self._wires.get(entry.key)
         if old is not None:
-            old.flush()
-        wire = self._wires[entry.key] = _Wire(entry, topic)
+            matches: list = []
+            old.flush(matches)
+            metrics.MATCHES.add_many(matches)
+        routed = self._routed.get(entry.workflow)
+        if routed is None:  # labels() takes a lock and a lookup: once per workflow
+            routed = self._routed[entry.workflow] = metrics.TRIGGERS_ROUTED.labels(entry.workflow)
+        wire = self._wires[entry.key] = _Wire(entry, topic, routed)
         return wire
 
     def _report(self, result: MatchResult, decoded: Decoded, msg: Message) -> None:
         for entry, error in result.errors:
-            metrics.FILTER_ERRORS.labels(entry.tenant, entry.name).inc()
+            metrics.FILTER_ERRORS.add((entry.tenant, entry.name))
             self._filter_log.warning("filter of %s failed on %s (%s): %s; counted as no match",
                                      entry.key, decoded.event.id, _where(msg), error)
 
@@ -285,9 +292,12 @@ class Router:
         for topic, n in self._consumed.items():
             metrics.EVENTS_CONSUMED.labels(topic).inc(n)
         self._consumed.clear()
-        for wire in self._counted:
-            wire.flush()
-        self._counted.clear()
+        if self._counted:
+            matches: list = []
+            for wire in self._counted:
+                wire.flush(matches)
+            metrics.MATCHES.add_many(matches)  # one lock for the transaction's subscriptions
+            self._counted.clear()
         if self._latency:
             metrics.observe_many(metrics.ROUTING_LATENCY, [max(0.0, us / 1e6) for us in self._latency])
             self._latency.clear()
@@ -318,23 +328,21 @@ class _Wire:
     """What every trigger of one subscription shares: its topic, its encoded subscription, tenant and
     workflow, its headers; and its triggers not yet counted in the metrics."""
 
-    __slots__ = ("entry", "topic", "prefix", "headers", "count", "_children")
+    __slots__ = ("entry", "topic", "prefix", "headers", "labels", "count", "_routed")
 
-    def __init__(self, entry, topic: str) -> None:
-        self.entry, self.topic = entry, topic
+    def __init__(self, entry, topic: str, routed) -> None:
+        self.entry, self.topic, self._routed = entry, topic, routed
         self.prefix = codec.trigger_prefix(entry.name, entry.tenant, entry.workflow)
         self.headers = (("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode()))
+        self.labels = (entry.tenant, entry.name)
         self.count = 0
-        self._children = None
 
-    def flush(self) -> None:
+    def flush(self, matches: list) -> None:
+        """Count the triggers in the workflow's metric; the subscription's count goes to `matches`."""
         if not self.count:
             return
-        if self._children is None:  # labels() takes a lock and a lookup: once per subscription
-            e = self.entry
-            self._children = (metrics.MATCHES.labels(e.tenant, e.name), metrics.TRIGGERS_ROUTED.labels(e.workflow))
-        for child in self._children:
-            child.inc(self.count)
+        self._routed.inc(self.count)
+        matches.append((self.labels, self.count))
         self.count = 0
 
 

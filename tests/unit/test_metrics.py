@@ -39,3 +39,21 @@ def test_observe_many_takes_the_plain_path_without_the_internals():
     h = Plain()
     metrics.observe_many(h, [0.5, 2.0])
     assert h.seen == [0.5, 2.0]
+
+
+def test_counts_by_labels_expose_like_a_counter():
+    """The router's per-subscription counters: the same exposition lines as a prometheus-client Counter."""
+    from prometheus_client import Counter, generate_latest
+
+    registry, reference = CollectorRegistry(), CollectorRegistry()
+    counts = metrics.CountsByLabels("m_total", "doc", ["tenant", "subscription"], registry=registry)
+    counter = Counter("m_total", "doc", ["tenant", "subscription"], registry=reference)
+    for labels, n in [(("acme", "a"), 1), (("acme", "b"), 2), (("acme", "a"), 3), (("globex", 'x"y\\z'), 1)]:
+        counts.add(labels, n)
+        counter.labels(*labels).inc(n)
+    counts.add_many([(("acme", "b"), 1)])
+    counter.labels("acme", "b").inc()
+    ours = generate_latest(registry).decode().splitlines()
+    theirs = [line for line in generate_latest(reference).decode().splitlines() if "_created" not in line]
+    assert ours == theirs
+    assert counts.value("acme", "a") == 4 and counts.value("nobody", "x") == 0
