@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 DLQ_VALUE_LIMIT = clients.MAX_MESSAGE_BYTES - 128 * 1024  # room for the dead letter's own headers
 GROWTH = 8  # a transaction grows up to this many batches while the one before it commits
 COMMIT_POLL = 0.002  # seconds to wait for records while a due transaction waits for the commit in flight
+FREEZE_EVERY = 10_000  # plans and wires made since the last freeze that make the router freeze again
+GC_EVERY_S = 30.0  # the router's own collection of what is not frozen (the automatic one is off)
 
 
 class Router:
@@ -68,6 +70,8 @@ class Router:
         self._latency: list[int] = []  # µs from event time to routing, since the last flush
         self._isolate = 0  # records to route one per transaction after an undeliverable transaction
         self._isolated_retries = 0
+        self._frozen_at = 0  # plans and wires made when the long-lived objects were last frozen
+        self._collected_at = time.monotonic()
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -84,8 +88,10 @@ class Router:
             stack.callback(self.view.stop)
             # The loaded subscriptions live as long as the router: out of the collector's full passes,
             # which otherwise walk every compiled filter now and then (pauses of 20-40 % at 100,000).
-            gc.collect()
-            gc.freeze()
+            # From here on the router collects by itself, at commits (_maybe_collect).
+            self._freeze()
+            gc.disable()
+            stack.callback(gc.enable)
             self.producer = clients.producer(self.settings, transactional_id=f"evbus-router-{self.instance}")
             self.consumer = clients.consumer(self.settings, self.group,
                                              **{"topic.metadata.refresh.interval.ms": 1000})
@@ -96,6 +102,29 @@ class Router:
             self._loop()
             self._commit()  # the records routed since the last commit
             logger.info("router %s stopped cleanly", self.instance)
+
+    def _freeze(self) -> None:
+        """Collect, then move what is alive out of the cyclic collector's reach (refcounting still frees
+        it): the loaded subscriptions, and later the plans and wires routing builds as it meets (tenant,
+        type) pairs and subscriptions. Left in the collector, they were walked by its full passes again and
+        again: at 100,000 subscriptions, 22 full collections of 230 ms each in a 200,000-event run, with
+        the router at 11,400 events/s, against 14,900 with the automatic collector off."""
+        gc.collect()
+        gc.freeze()
+        self._frozen_at = self.view.index.plans_built + len(self._wires)
+        self._collected_at = time.monotonic()
+
+    def _maybe_collect(self) -> None:
+        """The router's own garbage collection (the automatic one is off while it routes): a freeze when
+        plans and wires have grown by half (at least FREEZE_EVERY) since the last, else a collection of
+        what is not frozen every GC_EVERY_S. Routing makes no reference cycles of its own; this frees those
+        of rarer paths (errors, logging) and of what the client libraries make."""
+        made = self.view.index.plans_built + len(self._wires)
+        if made - self._frozen_at >= max(FREEZE_EVERY, self._frozen_at // 2):
+            self._freeze()
+        elif time.monotonic() - self._collected_at >= GC_EVERY_S:
+            gc.collect()
+            self._collected_at = time.monotonic()
 
     def _poll(self, timeout: float) -> list[Message]:
         """Wait for the first record only, then take what is already fetched: never wait for a full batch."""
@@ -145,6 +174,7 @@ class Router:
         self._flush_metrics()
         try:
             cp.start_commit()
+            self._maybe_collect()  # while the commit runs: its records are handed over and gone from here
             if wait:
                 cp.finish_commit()
         except DeliveryFailed as exc:

@@ -169,6 +169,7 @@ class SubscriptionIndex:
         self._by_type: dict[str, tuple[dict[str, Bucket], ...]] = {}  # cache: type → matching patterns' maps
         self._plans: dict[str, dict[str, Bucket]] = {}  # cache: tenant → type → its buckets, merged
         self._plan_count = 0
+        self.plans_built = 0  # ever: how many long-lived objects routing made (the router freezes them for gc)
         for entry in entries:
             self.put(entry)
 
@@ -227,6 +228,7 @@ class SubscriptionIndex:
             buckets = self.buckets(tenant, event_type)
             found = Bucket.merged(buckets) if buckets else _EMPTY
             self._plan_count += 1
+            self.plans_built += 1
             if self._plan_count > 500_000:  # bounded memory: tenants × types seen
                 self._plans.clear()
                 self._plan_count = 0
