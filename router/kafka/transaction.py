@@ -34,6 +34,7 @@ import logging
 import threading
 import time
 
+import confluent_kafka
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError as CKError, KafkaException, Producer, TopicPartition
 
 from ..errors import KafkaError
@@ -43,7 +44,10 @@ logger = logging.getLogger(__name__)
 
 
 def _bind_native():
-    """router/kafka/_produce.c bound to the librdkafka confluent-kafka loaded, or None (then `produce()`)."""
+    """router/kafka/_produce.c bound to the librdkafka confluent-kafka loaded, or None (then `produce()`).
+    Only for confluent-kafka 2.x, whose Producer starts with the rd_kafka_t pointer (confluent_kafka.h)."""
+    if not confluent_kafka.__version__.startswith("2."):
+        return None
     try:
         from . import _produce
         with open("/proc/self/maps") as maps:
