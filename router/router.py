@@ -159,11 +159,11 @@ class Router:
             else:
                 wait = self.idle_poll if cp.pending == 0 else max(0.0, cp.opened_at + interval - time.monotonic())
             batch = self._poll(wait)
-            if batch:
-                with self.view.lock:  # once a batch: a subscription change waits for one batch at most
-                    for msg in batch:
-                        self._route(msg)
-                        cp.pending += 1
+            if not batch:
+                self._maybe_collect()  # idle: the subscription thread may still be making garbage
+            for msg in batch:
+                self._route(msg)
+                cp.pending += 1
 
     def _commit(self, wait: bool = True) -> None:
         """Commit what was routed; with wait=False the commit runs on in the background (the next one,
@@ -196,12 +196,12 @@ class Router:
             return
         self._isolate -= 1
         cp.checked = True  # per-record delivery reports: a failure names this record
-        with self.view.lock:
-            self._route(msg)
+        self._route(msg)
         cp.pending += 1
         try:
             cp.commit()
             self._isolated_retries = 0
+            self._maybe_collect()
             return
         except DeliveryFailed as exc:
             if not exc.permanent:
@@ -267,7 +267,8 @@ class Router:
             self._dead_letter(msg, "loop", f"hop limit {self.settings.hop_limit} reached (hops {lin.hops}, "
                                            f"correlation {event.correlationid}, chain {','.join(lin.chain)})")
             return
-        result = self.view.index.match(event.tenant, event.type, decoded.payload, event.meta)  # under view.lock
+        with self.view.lock:  # per event: sending below may wait for a commit, and the view must not
+            result = self.view.index.match(event.tenant, event.type, decoded.payload, event.meta)
         if result.errors:
             self._report(result, decoded, msg)
         now = time.time_ns() // 1000

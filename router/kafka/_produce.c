@@ -8,8 +8,9 @@
  * abortable error), and the router routes that batch again with confluent-kafka's produce and its
  * callbacks, which name the record (transaction.py).
  *
- * librdkafka is the copy confluent-kafka loaded (its wheel bundles it): `configure(path)` opens it with
- * RTLD_NOLOAD and takes four functions. The producer's rd_kafka_t is the first field after the object
+ * librdkafka is the copy confluent-kafka loaded (its wheel bundles it): `configure(path)` is given
+ * confluent-kafka's own extension, opens it with RTLD_NOLOAD and looks the functions up through it, so
+ * they come from the library it was linked with, whatever other copy the process holds. The producer's rd_kafka_t is the first field after the object
  * header of confluent-kafka's Handle (confluent_kafka.h); `configure` is given the Producer type, and
  * produce_all refuses any other object. The few librdkafka declarations needed are written out below,
  * checked against rdkafka.h (librdkafka 2.x): the vtype enum and RD_KAFKA_MSG_F_COPY.
@@ -46,7 +47,7 @@ static PyObject *configure(PyObject *self, PyObject *args) {
         return NULL;
     void *lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
     if (lib == NULL)
-        return PyErr_Format(PyExc_ImportError, "librdkafka is not loaded from %s: %s", path, dlerror());
+        return PyErr_Format(PyExc_ImportError, "%s is not loaded: %s", path, dlerror());
     producev = dlsym(lib, "rd_kafka_producev");
     headers_new = dlsym(lib, "rd_kafka_headers_new");
     header_add = dlsym(lib, "rd_kafka_header_add");
@@ -55,7 +56,7 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     topic_destroy = dlsym(lib, "rd_kafka_topic_destroy");
     if (!producev || !headers_new || !header_add || !headers_destroy || !topic_new || !topic_destroy) {
         producev = NULL;
-        return PyErr_Format(PyExc_ImportError, "%s lacks the produce functions", path);
+        return PyErr_Format(PyExc_ImportError, "no librdkafka produce functions through %s", path);
     }
     Py_XINCREF(type);
     Py_XSETREF(producer_type, (PyTypeObject *)type);
@@ -80,6 +81,10 @@ static int as_buffer(PyObject *o, const char **ptr, Py_ssize_t *size, const char
 }
 
 static rd_kafka_headers_t *make_headers(PyObject *seq, Py_ssize_t i) {
+    if (!PyList_Check(seq) && !PyTuple_Check(seq)) {  /* no Python code runs while records are borrowed */
+        PyErr_Format(PyExc_TypeError, "record %zd: headers must be a list or tuple", i);
+        return NULL;
+    }
     PyObject *fast = PySequence_Fast(seq, "headers must be a list or tuple");
     if (fast == NULL)
         return NULL;
@@ -206,7 +211,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"configure", configure, METH_VARARGS, "configure(librdkafka_path, Producer): bind to the loaded librdkafka"},
+    {"configure", configure, METH_VARARGS, "configure(path, Producer): bind to the librdkafka that the loaded library at path uses"},
     {"produce_all", produce_all, METH_VARARGS,
      "produce_all(producer, records, start) -> (index, error): hand records to librdkafka"},
     {NULL, NULL, 0, NULL}};

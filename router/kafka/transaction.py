@@ -49,14 +49,12 @@ def _bind_native():
     if not confluent_kafka.__version__.startswith("2."):
         return None
     try:
+        from confluent_kafka import cimpl
+
         from . import _produce
-        with open("/proc/self/maps") as maps:
-            path = next((line.split()[-1] for line in maps if "/librdkafka" in line), None)
-        if path is None:
-            return None
-        _produce.configure(path, Producer)
+        _produce.configure(cimpl.__file__, Producer)  # its librdkafka: found through cimpl's own dependencies
         return _produce
-    except (ImportError, OSError):
+    except (ImportError, OSError, AttributeError):
         return None
 
 

@@ -58,7 +58,8 @@ def test_a_record_librdkafka_refuses_is_named_by_its_index(producer):
     (("t", b"k", 3, None), "record 1: the value must be bytes or None, not int"),
     (("t", b"k", b"v", [("h", "text")]), "record 1: a header value must be bytes or None, not str"),
     (("t", b"k", b"v", [(b"h", b"v")]), "record 1: a header must be a (str, bytes) tuple"),
-    (("t", b"k", b"v", 7), "headers must be a list or tuple"),
+    (("t", b"k", b"v", 7), "record 1: headers must be a list or tuple"),
+    (("t", b"k", b"v", (h for h in [("h", b"v")])), "record 1: headers must be a list or tuple"),
     (("t", b"k", b"v"), "record 1: a (topic, key, value, headers) tuple is needed"),
     ((b"t", b"k", b"v", None), "record 1: a (topic, key, value, headers) tuple is needed"),
 ])
@@ -72,3 +73,12 @@ def test_a_malformed_record_is_a_clear_error_and_nothing_after_it_is_taken(produ
 def test_only_a_confluent_kafka_producer_is_accepted():
     with pytest.raises(TypeError, match="Producer is needed"):
         transaction.native.produce_all(object(), [], 0)
+
+
+def test_binding_needs_a_loaded_library(tmp_path):
+    from confluent_kafka import Producer as P
+    missing = tmp_path / "not-loaded.so"
+    missing.write_bytes(b"")
+    with pytest.raises(ImportError, match="is not loaded"):
+        transaction.native.configure(str(missing), P)
+    transaction.native.configure(__import__("confluent_kafka.cimpl").cimpl.__file__, P)  # bound again as before
