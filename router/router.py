@@ -300,11 +300,7 @@ class Router:
         """What every trigger of a subscription shares, made once per subscription (and again when it changes)."""
         topic = self.settings.trigger_topic(entry.workflow)
         self.topics.ensure(topic, partitions=self.settings.trigger_partitions)  # cached: made with the subscription
-        old = self._wires.get(entry.key)
-        if old is not None:
-            matches: list = []
-            old.flush(matches)
-            metrics.MATCHES.add_many(matches)
+        # A replaced wire with uncounted triggers is still in self._counted: the next flush counts them.
         routed = self._routed.get(entry.workflow)
         if routed is None:  # labels() takes a lock and a lookup: once per workflow
             routed = self._routed[entry.workflow] = metrics.TRIGGERS_ROUTED.labels(entry.workflow)

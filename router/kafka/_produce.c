@@ -85,13 +85,10 @@ static rd_kafka_headers_t *make_headers(PyObject *seq, Py_ssize_t i) {
         PyErr_Format(PyExc_TypeError, "record %zd: headers must be a list or tuple", i);
         return NULL;
     }
-    PyObject *fast = PySequence_Fast(seq, "headers must be a list or tuple");
-    if (fast == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);  /* a list or a tuple: no conversion needed */
     rd_kafka_headers_t *hdrs = headers_new((size_t)n);
     for (Py_ssize_t h = 0; h < n; h++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(fast, h);
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, h);
         Py_ssize_t name_size, value_size;
         const char *name, *value;
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
@@ -103,10 +100,8 @@ static rd_kafka_headers_t *make_headers(PyObject *seq, Py_ssize_t i) {
             goto fail;
         header_add(hdrs, name, name_size, value, value == NULL ? -1 : value_size);
     }
-    Py_DECREF(fast);
     return hdrs;
 fail:
-    Py_DECREF(fast);
     headers_destroy(hdrs);
     return NULL;
 }
