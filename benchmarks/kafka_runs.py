@@ -134,15 +134,16 @@ def publish_events(settings: Settings, subs: list[Sub], count: int) -> None:
             pub.publish(etype, payload, tenant=tenant, key=tenant)
 
 
-def _background_router(kind: str, settings: Settings):
+def _background_router(kind: str, settings: Settings, group: str | None = None):
     """A router process that runs until killed, routing what is published from now on (not the
-    throughput runs' preloaded events: a backlog would be measured as latency)."""
+    throughput runs' preloaded events: a backlog would be measured as latency). Routers given the same
+    `group` share the events' partitions, as a scaled-out deployment does."""
     extra = {**settings.extra, "consumer": {**settings.extra.get("consumer", {}), "auto.offset.reset": "latest"}}
     settings = settings.model_copy(update={"extra": extra})
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()  # kept alive with the process: the child unpickles it after start()
     proc = ctx.Process(target=_run_router, args=(kind, settings.model_dump_json(), 10**12,
-                                                 f"bench-{kind}-{uuid.uuid4().hex[:6]}", "", queue))
+                                                 group or f"bench-{kind}-{uuid.uuid4().hex[:6]}", "", queue))
     proc.start()
     proc.result_queue = queue
     return proc
@@ -154,10 +155,13 @@ def _reader(settings: Settings, reset: str, **extra) -> Consumer:
                      **extra})
 
 
-def latency(settings: Settings, subs: list[Sub], rates: list[int], seconds: float, warm: int = 300) -> dict:
+def latency(settings: Settings, subs: list[Sub], rates: list[int], seconds: float, warm: int = 300,
+            routers: int = 1) -> dict:
     """Publish at each of `rates` events/s in turn (`seconds` each, lowest first, 2 s apart); a read_committed
-    consumer of every trigger topic times each trigger. One router and one publisher throughout."""
-    router = _background_router("latency", settings)
+    consumer of every trigger topic times each trigger. `routers` router processes in one group, and one
+    publisher, throughout."""
+    group = f"bench-latency-{uuid.uuid4().hex[:6]}"
+    procs = [_background_router("latency", settings, group) for _ in range(routers)]
     consumer = _reader(settings, "latest", **{"topic.metadata.refresh.interval.ms": 1000, "fetch.wait.max.ms": 5})
     consumer.subscribe(["^" + settings.namespace.replace(".", r"\.") + r"triggers\..*"])
     samples: list[tuple[float, float]] = []  # (event time, ms from it to the trigger read)
@@ -198,8 +202,9 @@ def latency(settings: Settings, subs: list[Sub], rates: list[int], seconds: floa
         stop.set()
         collector.join()
         consumer.close()
-        router.kill()
-        router.join(10)
+        for router in procs:
+            router.kill()
+            router.join(10)
     out = {}
     for rate, began, ended in phases:
         steady = sorted(ms for sent, ms in samples if began <= sent <= ended)

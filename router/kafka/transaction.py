@@ -11,11 +11,13 @@
      commit offsets for partitions it no longer owns);
   3. commit the transaction (a retriable failure repeats the same call, as librdkafka asks);
   4. begin the next one.
-`start_commit()` does 0 on the caller's thread and 1-4 on a background thread (the client's blocking calls
-release the GIL) while the router routes the next batch into a new outbox; `finish_commit()` waits for it
-and raises its failure. Step 0 stays on the routing thread: `produce()` holds the GIL, and a background
-thread looping over it took the GIL from the router at every call that releases it (an RE2 search went
-from 0.87 to 160 µs next to a busy Python thread; py-spy put 18 % of the routing thread there).
+`start_commit()` does 1-4 on a background thread (the client's blocking calls release the GIL) while the
+router routes the next batch into a new outbox; `finish_commit()` waits for it and raises its failure.
+Step 0 runs there too when the records go through the C hand-over, which lets go of the GIL while
+librdkafka takes them (13 % of the routing thread's time when it ran there). Through `produce()` (a
+checked transaction) it stays on the routing thread: `produce()` holds the GIL, and a background thread
+looping over it took the GIL from the router at every call that releases it (an RE2 search went from
+0.87 to 160 µs next to a busy Python thread; py-spy put 18 % of the routing thread there).
 At most one commit is in flight; `commit()` is both. The consumer positions and group metadata are taken
 when the commit starts, so they cover exactly the records handed over.
 `abort()` aborts and, unless told otherwise, rewinds every assigned partition to its committed offset,
@@ -114,11 +116,11 @@ class Checkpoint:
                     return  # it failed: the next commit raises it, and the router aborts both
             self._release()
 
-    def _release(self, outbox: list[tuple] | None = None) -> None:
+    def _release(self, outbox: list[tuple] | None = None, checked: bool | None = None) -> None:
         if outbox is None:
             outbox, self._outbox = self._outbox, []
         callback = self.on_delivery
-        if not self.checked:
+        if not (self.checked if checked is None else checked):
             i = 0
             while True:
                 i, err = native.produce_all(self._producer, outbox, i)
@@ -163,13 +165,16 @@ class Checkpoint:
         if self.pending == 0:
             return
         outbox, self._outbox = self._outbox, []
-        self._release(outbox)
+        handed = self.checked  # produce() with callbacks: here (see the module's note); the C path: there
+        if handed:
+            self._release(outbox)
         positions = [tp for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0]
         metadata = self._consumer.consumer_group_metadata()
         pending, self.pending = self.pending, 0
         self.opened_at = time.monotonic()
         self._inflight = threading.Thread(target=self._commit_in_background, name="commit", daemon=True,
-                                          args=(len(outbox), positions, metadata, pending))
+                                          args=(None if handed else outbox, len(outbox), positions, metadata,
+                                                pending))
         self._inflight.start()
 
     @property
@@ -191,9 +196,11 @@ class Checkpoint:
         if error is not None:
             raise error
 
-    def _commit_in_background(self, records, positions, metadata, pending: int) -> None:
+    def _commit_in_background(self, outbox, records, positions, metadata, pending: int) -> None:
         started = time.monotonic()
         try:
+            if outbox is not None:  # the C hand-over lets go of the GIL: the router routes on meanwhile
+                self._release(outbox, checked=False)
             remaining = self._producer.flush(TIMEOUT)
             if remaining or self._delivery_errors:
                 failed = DeliveryFailed(list(self._delivery_errors), remaining)
