@@ -92,7 +92,8 @@ class Checkpoint:
         self.last_commit_s = 0.0  # how long the last commit took: the router paces transactions by it
         self._inflight: threading.Thread | None = None
         self._inflight_error: BaseException | None = None
-        # per-record delivery reports for this transaction (after an abort, or when isolating a record)
+        # per-record delivery reports for this transaction (after an abort, or when isolating a record);
+        # read and written by the routing thread only (the commit thread is told which path to take)
         self.checked = native is None
         _retry(lambda: self._producer.init_transactions(TIMEOUT), "init_transactions")
         self._begin()
@@ -195,6 +196,7 @@ class Checkpoint:
         error, self._inflight_error = self._inflight_error, None
         if error is not None:
             raise error
+        self.checked = native is None  # committed: the next transaction takes the C path again
 
     def _commit_in_background(self, outbox, records, positions, metadata, pending: int) -> None:
         started = time.monotonic()
@@ -212,7 +214,6 @@ class Checkpoint:
             _retry(lambda: self._producer.commit_transaction(TIMEOUT), "commit_transaction")
             ended = time.monotonic()
             self.last_commit_s = ended - started
-            self.checked = native is None
             TRANSACTIONS.labels("commit").inc()
             COMMIT_SECONDS.labels("produce").observe(flushed - started)
             COMMIT_SECONDS.labels("offsets").observe(offsets - flushed)
