@@ -11,13 +11,14 @@
      commit offsets for partitions it no longer owns);
   3. commit the transaction (a retriable failure repeats the same call, as librdkafka asks);
   4. begin the next one.
-`start_commit()` does 1-4 on a background thread (the client's blocking calls release the GIL) while the
-router routes the next batch into a new outbox; `finish_commit()` waits for it and raises its failure.
-Step 0 runs there too when the records go through the C hand-over, which lets go of the GIL while
-librdkafka takes them (13 % of the routing thread's time when it ran there). Through `produce()` (a
-checked transaction) it stays on the routing thread: `produce()` holds the GIL, and a background thread
-looping over it took the GIL from the router at every call that releases it (an RE2 search went from
-0.87 to 160 µs next to a busy Python thread; py-spy put 18 % of the routing thread there).
+`start_commit()` does 0 on the caller's thread and 1-4 on a background thread (the client's blocking calls
+release the GIL) while the router routes the next batch into a new outbox; `finish_commit()` waits for it
+and raises its failure. Step 0 stays on the routing thread: `produce()` holds the GIL, and a background
+thread looping over it took the GIL from the router at every call that releases it (an RE2 search went
+from 0.87 to 160 µs next to a busy Python thread; py-spy put 18 % of the routing thread there). The C
+hand-over on the commit thread (it lets go of the GIL while librdkafka takes the records) made no
+difference beyond noise at 1,000 and 10,000 subscriptions and 9 % less at 100,000 in alternated runs, so
+it stays here too (docs/benchmarks.md).
 At most one commit is in flight; `commit()` is both. The consumer positions and group metadata are taken
 when the commit starts, so they cover exactly the records handed over.
 `abort()` aborts and, unless told otherwise, rewinds every assigned partition to its committed offset,
@@ -93,7 +94,7 @@ class Checkpoint:
         self._inflight: threading.Thread | None = None
         self._inflight_error: BaseException | None = None
         # per-record delivery reports for this transaction (after an abort, or when isolating a record);
-        # read and written by the routing thread only (the commit thread is told which path to take)
+        # read and written by the routing thread only
         self.checked = native is None
         _retry(lambda: self._producer.init_transactions(TIMEOUT), "init_transactions")
         self._begin()
@@ -117,11 +118,11 @@ class Checkpoint:
                     return  # it failed: the next commit raises it, and the router aborts both
             self._release()
 
-    def _release(self, outbox: list[tuple] | None = None, checked: bool | None = None) -> None:
+    def _release(self, outbox: list[tuple] | None = None) -> None:
         if outbox is None:
             outbox, self._outbox = self._outbox, []
         callback = self.on_delivery
-        if not (self.checked if checked is None else checked):
+        if not self.checked:
             i = 0
             while True:
                 i, err = native.produce_all(self._producer, outbox, i)
@@ -166,16 +167,13 @@ class Checkpoint:
         if self.pending == 0:
             return
         outbox, self._outbox = self._outbox, []
-        handed = self.checked  # produce() with callbacks: here (see the module's note); the C path: there
-        if handed:
-            self._release(outbox)
+        self._release(outbox)
         positions = [tp for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0]
         metadata = self._consumer.consumer_group_metadata()
         pending, self.pending = self.pending, 0
         self.opened_at = time.monotonic()
         self._inflight = threading.Thread(target=self._commit_in_background, name="commit", daemon=True,
-                                          args=(None if handed else outbox, len(outbox), positions, metadata,
-                                                pending))
+                                          args=(len(outbox), positions, metadata, pending))
         self._inflight.start()
 
     @property
@@ -198,11 +196,9 @@ class Checkpoint:
             raise error
         self.checked = native is None  # committed: the next transaction takes the C path again
 
-    def _commit_in_background(self, outbox, records, positions, metadata, pending: int) -> None:
+    def _commit_in_background(self, records, positions, metadata, pending: int) -> None:
         started = time.monotonic()
         try:
-            if outbox is not None:  # the C hand-over lets go of the GIL: the router routes on meanwhile
-                self._release(outbox, checked=False)
             remaining = self._producer.flush(TIMEOUT)
             if remaining or self._delivery_errors:
                 failed = DeliveryFailed(list(self._delivery_errors), remaining)
