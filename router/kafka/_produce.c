@@ -91,10 +91,21 @@ typedef struct {
     Py_ssize_t used, room;
 } Headers;
 
-static int collect_headers(Headers *out, PyObject *seq, Py_ssize_t i) {
+/* A list of headers is copied into a tuple, kept in `keep` for the call: a list could change while the
+ * GIL is released, a tuple cannot, and its (name, value) tuples hold the buffers that are borrowed. */
+static int collect_headers(Headers *out, PyObject *seq, PyObject *keep, Py_ssize_t i) {
     if (!PyList_Check(seq) && !PyTuple_Check(seq)) {
         PyErr_Format(PyExc_TypeError, "record %zd: headers must be a list or tuple", i);
         return -1;
+    }
+    if (PyList_Check(seq)) {
+        PyObject *frozen = PyList_AsTuple(seq);
+        if (frozen == NULL || PyList_Append(keep, frozen) < 0) {
+            Py_XDECREF(frozen);
+            return -1;
+        }
+        Py_DECREF(frozen);  /* `keep` holds it */
+        seq = frozen;
     }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);  /* a list or a tuple: no conversion needed */
     if (out->used + n > out->room) {
@@ -174,13 +185,14 @@ typedef struct {
  * tuples; each is handed to librdkafka (copied) until one is refused. Returns (len(records), 0) when all
  * were taken, else the index of the refused one and librdkafka's error code (-184: the queue is full).
  *
- * Two passes: the records are checked and their buffers borrowed with the GIL held (from a copy of the
- * list, which holds them whatever happens to the caller's), then handed to librdkafka with the GIL
+ * Two passes: the records are checked and their buffers borrowed with the GIL held (from copies of the
+ * record list and of each header list, which hold them whatever happens to the caller's lists), then
+ * handed to librdkafka with the GIL
  * released, so other threads run meanwhile and a malformed record refuses the call before any record is
  * taken. (Calling it on the router's commit thread, so routing went on during the hand-over, was measured
  * and dropped: no gain beyond noise, docs/benchmarks.md.) */
 static PyObject *produce_all(PyObject *self, PyObject *args) {
-    PyObject *producer, *records, *out = NULL, *held = NULL;
+    PyObject *producer, *records, *out = NULL, *held = NULL, *keep = NULL;
     Py_ssize_t start;
     if (!PyArg_ParseTuple(args, "OO!n", &producer, &PyList_Type, &records, &start))
         return NULL;
@@ -197,12 +209,13 @@ static PyObject *produce_all(PyObject *self, PyObject *args) {
     Py_ssize_t n = PyList_GET_SIZE(records);
     if (start >= n)
         return Py_BuildValue("(ni)", n, 0);
-    held = PyList_GetSlice(records, start, n);
+    held = PyList_GetSlice(records, start, n);  /* the record tuples, whatever becomes of the caller's list */
+    keep = PyList_New(0);
     Handles *h = PyMem_Calloc(1, sizeof(Handles));
     Record *recs = PyMem_Calloc((size_t)(n - start), sizeof(Record));
     Headers headers = {NULL, 0, 0};
-    if (held == NULL || h == NULL || recs == NULL) {
-        if (held != NULL)
+    if (held == NULL || keep == NULL || h == NULL || recs == NULL) {
+        if (held != NULL && keep != NULL)
             PyErr_NoMemory();
         goto done;
     }
@@ -222,7 +235,7 @@ static PyObject *produce_all(PyObject *self, PyObject *args) {
         r->first_header = headers.used;
         r->headers = -1;
         if (hseq != Py_None) {
-            if (collect_headers(&headers, hseq, i) < 0)
+            if (collect_headers(&headers, hseq, keep, i) < 0)
                 goto done;
             r->headers = headers.used - r->first_header;
         }
@@ -230,6 +243,8 @@ static PyObject *produce_all(PyObject *self, PyObject *args) {
     }
     Py_ssize_t i;
     int err = 0;
+    /* Without the GIL from here: the producer must not be closed meanwhile (the router never closes its
+     * producer while a transaction is handed over; the Producer object itself is held by the caller). */
     Py_BEGIN_ALLOW_THREADS
     for (i = start; i < n; i++) {
         Record *r = &recs[i - start];
@@ -265,6 +280,7 @@ done:
     PyMem_Free(recs);
     PyMem_Free(headers.items);
     Py_XDECREF(held);
+    Py_XDECREF(keep);
     return out;
 }
 

@@ -17,8 +17,8 @@ and raises its failure. Step 0 stays on the routing thread: `produce()` holds th
 thread looping over it took the GIL from the router at every call that releases it (an RE2 search went
 from 0.87 to 160 µs next to a busy Python thread; py-spy put 18 % of the routing thread there). The C
 hand-over on the commit thread (it lets go of the GIL while librdkafka takes the records) made no
-difference beyond noise at 1,000 and 10,000 subscriptions and 9 % less at 100,000 in alternated runs, so
-it stays here too (docs/benchmarks.md).
+difference beyond noise at 1,000 and 10,000 subscriptions (+1 %, +4 %) and 7 % less at 100,000 (means of
+paired alternated runs), so it stays here too (docs/benchmarks.md).
 At most one commit is in flight; `commit()` is both. The consumer positions and group metadata are taken
 when the commit starts, so they cover exactly the records handed over.
 `abort()` aborts and, unless told otherwise, rewinds every assigned partition to its committed offset,

@@ -35,12 +35,12 @@ def test_the_c_producer_is_built_and_bound():
 
 def test_records_are_taken_until_the_queue_is_full(producer):
     native = transaction.native
-    value = b"v" * 100
-    records = [("t", b"k", value, [("h", b"1"), ("none", None)]), ("t", None, None, None),
+    value, header = b"v" * 100, ("h", b"1" * 20)
+    records = [("t", b"k", value, [header, ("none", None)]), ("t", None, None, None),
                ("t", b"k", value, ()), ("t", b"k", value, None), ("t", b"k", value, None)]
-    before = sys.getrefcount(value)
+    before = sys.getrefcount(value), sys.getrefcount(header)
     assert native.produce_all(producer, records, 0) == (3, KafkaError._QUEUE_FULL)
-    assert sys.getrefcount(value) == before  # copied, not held
+    assert (sys.getrefcount(value), sys.getrefcount(header)) == before  # copied, not held (nor the header list's copy)
     producer.purge()
     producer.poll(0)  # purged records leave the queue once their reports are served
     assert native.produce_all(producer, records, 3) == (5, 0)  # from where it stopped
@@ -84,7 +84,9 @@ def test_the_hand_over_lets_other_threads_run():
     def watch() -> None:
         while not done.is_set():
             p = current[0]
-            if p is not None and 0 < len(p) < n:
+            # only while produce_all runs, and only if it let go of the GIL (the queue length also counts
+            # librdkafka's error events, such as a refused connection: a few, never n // 10)
+            if p is not None and n // 10 < len(p) < n:
                 seen.append(len(p))
     watcher = threading.Thread(target=watch)
     watcher.start()
