@@ -107,7 +107,7 @@ static int collect_headers(Headers *out, PyObject *seq, PyObject *keep, Py_ssize
         Py_DECREF(frozen);  /* `keep` holds it */
         seq = frozen;
     }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);  /* a list or a tuple: no conversion needed */
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     if (out->used + n > out->room) {
         Py_ssize_t room = (out->room ? out->room * 2 : 1024) + n;
         Header *grown = PyMem_Realloc(out->items, (size_t)room * sizeof(Header));
@@ -119,7 +119,7 @@ static int collect_headers(Headers *out, PyObject *seq, PyObject *keep, Py_ssize
         out->room = room;
     }
     for (Py_ssize_t h = 0; h < n; h++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, h);
+        PyObject *pair = PyTuple_GET_ITEM(seq, h);
         Header *hd = &out->items[out->used + h];
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
             PyErr_Format(PyExc_TypeError, "record %zd: a header must be a (str, bytes) tuple", i);

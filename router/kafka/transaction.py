@@ -134,6 +134,8 @@ class Checkpoint:
                     callback(CKError(err), None)
                     i += 1
         for topic, key, value, headers in outbox:
+            if type(headers) is tuple:  # produce() takes a list or a dict only
+                headers = list(headers)
             while True:
                 try:
                     self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=callback)
