@@ -287,8 +287,7 @@ class Router:
                     wire = self._wire(entry)
                 idem = f"{event.id}:{entry.name}".encode()  # once: in the value (an Avro string) and a header
                 value = b"".join((*head, wire.prefix, stamp, codec.avro_long(len(idem)), idem, source))
-                # a tuple: the C hand-over borrows it as it is (a list it would copy first)
-                self._produce(wire.topic, key, value, (*wire.headers, ("evbus-idempotency-key", idem), *extra))
+                self._produce(wire.topic, key, value, [*wire.headers, ("evbus-idempotency-key", idem), *extra])
                 if not wire.count:
                     self._counted.append(wire)
                 wire.count += 1

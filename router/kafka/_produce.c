@@ -80,58 +80,30 @@ static int as_buffer(PyObject *o, const char **ptr, Py_ssize_t *size, const char
     return 0;
 }
 
-/* One record's headers, checked and borrowed while the GIL is held: (name, size, value, size) each. */
-typedef struct {
-    const char *name, *value;
-    Py_ssize_t name_size, value_size;
-} Header;
-
-typedef struct {
-    Header *items;
-    Py_ssize_t used, room;
-} Headers;
-
-/* A list of headers is copied into a tuple, kept in `keep` for the call: a list could change while the
- * GIL is released, a tuple cannot, and its (name, value) tuples hold the buffers that are borrowed. */
-static int collect_headers(Headers *out, PyObject *seq, PyObject *keep, Py_ssize_t i) {
-    if (!PyList_Check(seq) && !PyTuple_Check(seq)) {
+static rd_kafka_headers_t *make_headers(PyObject *seq, Py_ssize_t i) {
+    if (!PyList_Check(seq) && !PyTuple_Check(seq)) {  /* no Python code runs while records are borrowed */
         PyErr_Format(PyExc_TypeError, "record %zd: headers must be a list or tuple", i);
-        return -1;
+        return NULL;
     }
-    if (PyList_Check(seq)) {
-        PyObject *frozen = PyList_AsTuple(seq);
-        if (frozen == NULL || PyList_Append(keep, frozen) < 0) {
-            Py_XDECREF(frozen);
-            return -1;
-        }
-        Py_DECREF(frozen);  /* `keep` holds it */
-        seq = frozen;
-    }
-    Py_ssize_t n = PyTuple_GET_SIZE(seq);
-    if (out->used + n > out->room) {
-        Py_ssize_t room = (out->room ? out->room * 2 : 1024) + n;
-        Header *grown = PyMem_Realloc(out->items, (size_t)room * sizeof(Header));
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        out->items = grown;
-        out->room = room;
-    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);  /* a list or a tuple: no conversion needed */
+    rd_kafka_headers_t *hdrs = headers_new((size_t)n);
     for (Py_ssize_t h = 0; h < n; h++) {
-        PyObject *pair = PyTuple_GET_ITEM(seq, h);
-        Header *hd = &out->items[out->used + h];
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, h);
+        Py_ssize_t name_size, value_size;
+        const char *name, *value;
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
             PyErr_Format(PyExc_TypeError, "record %zd: a header must be a (str, bytes) tuple", i);
-            return -1;
+            goto fail;
         }
-        hd->name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &hd->name_size);
-        if (hd->name == NULL ||
-            as_buffer(PyTuple_GET_ITEM(pair, 1), &hd->value, &hd->value_size, "a header value", i) < 0)
-            return -1;
+        name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &name_size);
+        if (name == NULL || as_buffer(PyTuple_GET_ITEM(pair, 1), &value, &value_size, "a header value", i) < 0)
+            goto fail;
+        header_add(hdrs, name, name_size, value, value == NULL ? -1 : value_size);
     }
-    out->used += n;
-    return 0;
+    return hdrs;
+fail:
+    headers_destroy(hdrs);
+    return NULL;
 }
 
 /* Topic handles for one call, by the topic's str object (a subscription's triggers share one). librdkafka
@@ -174,25 +146,11 @@ static void handles_release(Handles *h) {
         }
 }
 
-/* One record, borrowed from its tuple: what producev needs, its headers as a range of a Headers table. */
-typedef struct {
-    rd_kafka_topic_t *rkt;  /* NULL: given by name */
-    const char *topic, *key, *value;
-    Py_ssize_t key_size, value_size, first_header, headers;  /* headers -1: none (None) */
-} Record;
-
 /* produce_all(producer, records, start) → (index, error): records[start:] are (topic, key, value, headers)
  * tuples; each is handed to librdkafka (copied) until one is refused. Returns (len(records), 0) when all
- * were taken, else the index of the refused one and librdkafka's error code (-184: the queue is full).
- *
- * Two passes: the records are checked and their buffers borrowed with the GIL held (from copies of the
- * record list and of each header list, which hold them whatever happens to the caller's lists), then
- * handed to librdkafka with the GIL
- * released, so other threads run meanwhile and a malformed record refuses the call before any record is
- * taken. (Calling it on the router's commit thread, so routing went on during the hand-over, was measured
- * and dropped: no gain beyond noise, docs/benchmarks.md.) */
+ * were taken, else the index of the refused one and librdkafka's error code (-184: the queue is full). */
 static PyObject *produce_all(PyObject *self, PyObject *args) {
-    PyObject *producer, *records, *out = NULL, *held = NULL, *keep = NULL;
+    PyObject *producer, *records, *out = NULL;
     Py_ssize_t start;
     if (!PyArg_ParseTuple(args, "OO!n", &producer, &PyList_Type, &records, &start))
         return NULL;
@@ -204,83 +162,46 @@ static PyObject *produce_all(PyObject *self, PyObject *args) {
     rd_kafka_t *rk = ((Handle *)producer)->rk;
     if (rk == NULL)
         return PyErr_Format(PyExc_RuntimeError, "the producer is closed");
-    if (start < 0)
-        start = 0;
-    Py_ssize_t n = PyList_GET_SIZE(records);
-    if (start >= n)
-        return Py_BuildValue("(ni)", n, 0);
-    held = PyList_GetSlice(records, start, n);  /* the record tuples, whatever becomes of the caller's list */
-    keep = PyList_New(0);
     Handles *h = PyMem_Calloc(1, sizeof(Handles));
-    Record *recs = PyMem_Calloc((size_t)(n - start), sizeof(Record));
-    Headers headers = {NULL, 0, 0};
-    if (held == NULL || keep == NULL || h == NULL || recs == NULL) {
-        if (held != NULL && keep != NULL)
-            PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = start; i < n; i++) {
-        PyObject *rec = PyList_GET_ITEM(held, i - start);
-        Record *r = &recs[i - start];
+    if (h == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t n = PyList_GET_SIZE(records), i;
+    for (i = start < 0 ? 0 : start; i < n; i++) {
+        PyObject *rec = PyList_GET_ITEM(records, i);
         if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(rec, 0))) {
             PyErr_Format(PyExc_TypeError, "record %zd: a (topic, key, value, headers) tuple is needed", i);
             goto done;
         }
         PyObject *name = PyTuple_GET_ITEM(rec, 0);
-        r->topic = PyUnicode_AsUTF8(name);
-        if (r->topic == NULL || as_buffer(PyTuple_GET_ITEM(rec, 1), &r->key, &r->key_size, "the key", i) < 0 ||
-            as_buffer(PyTuple_GET_ITEM(rec, 2), &r->value, &r->value_size, "the value", i) < 0)
+        const char *topic = PyUnicode_AsUTF8(name);
+        const char *key, *value;
+        Py_ssize_t key_size, value_size;
+        if (topic == NULL || as_buffer(PyTuple_GET_ITEM(rec, 1), &key, &key_size, "the key", i) < 0 ||
+            as_buffer(PyTuple_GET_ITEM(rec, 2), &value, &value_size, "the value", i) < 0)
             goto done;
         PyObject *hseq = PyTuple_GET_ITEM(rec, 3);
-        r->first_header = headers.used;
-        r->headers = -1;
-        if (hseq != Py_None) {
-            if (collect_headers(&headers, hseq, keep, i) < 0)
-                goto done;
-            r->headers = headers.used - r->first_header;
-        }
-        r->rkt = handle_for(h, rk, name, r->topic);
-    }
-    Py_ssize_t i;
-    int err = 0;
-    /* Without the GIL from here: the producer must not be closed meanwhile (the router never closes its
-     * producer while a transaction is handed over; the Producer object itself is held by the caller). */
-    Py_BEGIN_ALLOW_THREADS
-    for (i = start; i < n; i++) {
-        Record *r = &recs[i - start];
         rd_kafka_headers_t *hdrs = NULL;
-        if (r->headers >= 0) {
-            hdrs = headers_new((size_t)r->headers);
-            for (Py_ssize_t k = r->first_header; k < r->first_header + r->headers; k++) {
-                Header *hd = &headers.items[k];
-                header_add(hdrs, hd->name, hd->name_size, hd->value, hd->value == NULL ? -1 : hd->value_size);
-            }
-        }
-        if (r->rkt != NULL)
-            err = producev(rk, VT_RKT, r->rkt, VT_KEY, (void *)r->key, (size_t)r->key_size, VT_VALUE,
-                           (void *)r->value, (size_t)r->value_size, VT_MSGFLAGS, MSG_F_COPY, VT_HEADERS, hdrs,
-                           VT_END);
+        if (hseq != Py_None && (hdrs = make_headers(hseq, i)) == NULL)
+            goto done;
+        rd_kafka_topic_t *rkt = handle_for(h, rk, name, topic);
+        int err;
+        if (rkt != NULL)
+            err = producev(rk, VT_RKT, rkt, VT_KEY, (void *)key, (size_t)key_size, VT_VALUE, (void *)value,
+                           (size_t)value_size, VT_MSGFLAGS, MSG_F_COPY, VT_HEADERS, hdrs, VT_END);
         else
-            err = producev(rk, VT_TOPIC, r->topic, VT_KEY, (void *)r->key, (size_t)r->key_size, VT_VALUE,
-                           (void *)r->value, (size_t)r->value_size, VT_MSGFLAGS, MSG_F_COPY, VT_HEADERS, hdrs,
-                           VT_END);
+            err = producev(rk, VT_TOPIC, topic, VT_KEY, (void *)key, (size_t)key_size, VT_VALUE, (void *)value,
+                           (size_t)value_size, VT_MSGFLAGS, MSG_F_COPY, VT_HEADERS, hdrs, VT_END);
         if (err) {
             if (hdrs != NULL)
                 headers_destroy(hdrs);  /* the message owns them only once it is taken */
-            break;
+            out = Py_BuildValue("(ni)", i, err);
+            goto done;
         }
     }
-    Py_END_ALLOW_THREADS
-    out = Py_BuildValue("(ni)", i, err);
+    out = Py_BuildValue("(ni)", n, 0);
 done:
-    if (h != NULL) {
-        handles_release(h);
-        PyMem_Free(h);
-    }
-    PyMem_Free(recs);
-    PyMem_Free(headers.items);
-    Py_XDECREF(held);
-    Py_XDECREF(keep);
+    handles_release(h);
+    PyMem_Free(h);
     return out;
 }
 

@@ -15,10 +15,7 @@
 release the GIL) while the router routes the next batch into a new outbox; `finish_commit()` waits for it
 and raises its failure. Step 0 stays on the routing thread: `produce()` holds the GIL, and a background
 thread looping over it took the GIL from the router at every call that releases it (an RE2 search went
-from 0.87 to 160 µs next to a busy Python thread; py-spy put 18 % of the routing thread there). The C
-hand-over on the commit thread (it lets go of the GIL while librdkafka takes the records) made no
-difference beyond noise at 1,000 and 10,000 subscriptions (+1 %, +4 %) and 7 % less at 100,000 (means of
-paired alternated runs), so it stays here too (docs/benchmarks.md).
+from 0.87 to 160 µs next to a busy Python thread; py-spy put 18 % of the routing thread there).
 At most one commit is in flight; `commit()` is both. The consumer positions and group metadata are taken
 when the commit starts, so they cover exactly the records handed over.
 `abort()` aborts and, unless told otherwise, rewinds every assigned partition to its committed offset,
@@ -93,8 +90,7 @@ class Checkpoint:
         self.last_commit_s = 0.0  # how long the last commit took: the router paces transactions by it
         self._inflight: threading.Thread | None = None
         self._inflight_error: BaseException | None = None
-        # per-record delivery reports for this transaction (after an abort, or when isolating a record);
-        # read and written by the routing thread only
+        # per-record delivery reports for this transaction (after an abort, or when isolating a record)
         self.checked = native is None
         _retry(lambda: self._producer.init_transactions(TIMEOUT), "init_transactions")
         self._begin()
@@ -134,8 +130,6 @@ class Checkpoint:
                     callback(CKError(err), None)
                     i += 1
         for topic, key, value, headers in outbox:
-            if type(headers) is tuple:  # produce() takes a list or a dict only
-                headers = list(headers)
             while True:
                 try:
                     self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=callback)
@@ -196,7 +190,6 @@ class Checkpoint:
         error, self._inflight_error = self._inflight_error, None
         if error is not None:
             raise error
-        self.checked = native is None  # committed: the next transaction takes the C path again
 
     def _commit_in_background(self, records, positions, metadata, pending: int) -> None:
         started = time.monotonic()
@@ -212,6 +205,7 @@ class Checkpoint:
             _retry(lambda: self._producer.commit_transaction(TIMEOUT), "commit_transaction")
             ended = time.monotonic()
             self.last_commit_s = ended - started
+            self.checked = native is None
             TRANSACTIONS.labels("commit").inc()
             COMMIT_SECONDS.labels("produce").observe(flushed - started)
             COMMIT_SECONDS.labels("offsets").observe(offsets - flushed)
