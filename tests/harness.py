@@ -21,13 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 class Proc:
     """An `evbus` subcommand as its own OS process, logging to a file."""
 
-    def __init__(self, settings: Settings, args: list[str], log_dir: Path, name: str, env: dict | None = None):
+    def __init__(self, settings: Settings, args: list[str], log_dir: Path, name: str, env: dict | None = None,
+                 module: str = "router.cli"):
         self.log = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self.name = name
         full_env = {**os.environ, "EVBUS_BOOTSTRAP": settings.bootstrap, "EVBUS_NAMESPACE": settings.namespace,
                     "PYTHONUNBUFFERED": "1", **(env or {})}
         self._out = open(self.log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "router.cli", *args], env=full_env, cwd=REPO,
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *args], env=full_env, cwd=REPO,
                                      stdout=self._out, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
@@ -39,10 +40,17 @@ class Proc:
     def terminate(self, timeout: float = 30) -> int:
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGCONT)  # a paused process takes the SIGTERM when it goes on
         try:
             return self.proc.wait(timeout)
         finally:
             self._out.close()
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         self.proc.kill()

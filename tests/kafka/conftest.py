@@ -12,8 +12,9 @@ def spawn(bus, tmp_path):
     """Start `evbus` subcommands as real processes for this test; stop them (SIGTERM) afterwards."""
     procs: list[Proc] = []
 
-    def start(*args: str, name: str = "proc", env: dict | None = None, ready: str | None = None) -> Proc:
-        proc = Proc(bus, list(args), tmp_path, name, env)
+    def start(*args: str, name: str = "proc", env: dict | None = None, ready: str | None = None,
+              module: str = "router.cli") -> Proc:
+        proc = Proc(bus, list(args), tmp_path, name, env, module)
         procs.append(proc)
         if ready:
             proc.wait_for_line(ready, timeout=60)

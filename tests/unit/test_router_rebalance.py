@@ -1,0 +1,123 @@
+"""A rebalance callback inside the router's batch read (router.Router._route_batch). librdkafka runs rebalance
+callbacks inside poll() and consume(). Inside consume() the callback comes after the call has taken the
+first record through poll(): that record must already be routed, so that the revoke's commit (which takes
+the consumer's position, past it) holds its triggers, and so that a loss aborts them with it. The consumer
+here runs the callback inside consume() as librdkafka does: what the call gathered of the partitions taken
+away is purged by the pause barrier queued before the callback, and what it returns is the new assignment's.
+No broker: the router is made, not run, with a checkpoint that records what it is asked to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.config import Settings
+from router.router import Router
+
+TOPIC = "t.events.load"
+
+
+class Msg:
+    """The part of confluent_kafka.Message the batch read uses."""
+
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def __repr__(self) -> str:
+        return f"{TOPIC}[{self._partition}]@{self._offset}"
+
+
+class Checkpoint:
+    def __init__(self, log: list) -> None:
+        self.log = log
+        self.pending = 0
+
+    def start_commit(self) -> None:
+        self.log.append(("commit", self.pending))
+        self.pending = 0
+
+    def finish_commit(self) -> None:
+        pass
+
+    def abort(self, rewind: bool = True) -> None:
+        self.log.append(("abort", self.pending, "rewind" if rewind else "no rewind"))
+        self.pending = 0
+
+
+class Consumer:
+    """Hands out `queue` in order; the first consume() runs `callback` (the router's on_assign, on_revoke
+    or on_lost), then returns `after`: the records of the assignment that follows."""
+
+    def __init__(self, queue: list[Msg], callback=None, after: list[Msg] = ()) -> None:
+        self.queue = list(queue)
+        self.callback, self.after = callback, list(after)
+
+    def poll(self, timeout: float):
+        return self.queue.pop(0) if self.queue else None
+
+    def consume(self, n: int, timeout: float) -> list[Msg]:
+        if self.callback is None:
+            out, self.queue = self.queue[:n], self.queue[n:]
+            return out
+        callback, self.callback = self.callback, None
+        self.queue = []  # purged: the partitions taken away were paused before the callback was queued
+        callback(self, [])
+        return self.after[:n]
+
+
+@pytest.fixture
+def router():
+    r = Router(Settings(bootstrap="127.0.0.1:1"), batch_size=100)
+    r.log = []
+    r._checkpoint = Checkpoint(r.log)
+    r._route = lambda msg: r.log.append(("route", repr(msg)))
+    r._flush_metrics = lambda: None
+    return r
+
+
+def stream(n: int) -> list[Msg]:
+    return [Msg(0, offset) for offset in range(n)]
+
+
+def test_without_a_rebalance_the_batch_is_routed_in_order(router):
+    router.consumer = Consumer(stream(5))
+    assert router._route_batch(0.1) == 5
+    assert router.log == [("route", repr(m)) for m in stream(5)]
+    assert router._checkpoint.pending == 5
+    assert router._route_batch(0.1) == 0
+
+
+def test_revoke_inside_consume_commits_the_record_in_hand(router):
+    router.consumer = Consumer(stream(10), callback=router._on_revoke, after=[Msg(1, 7), Msg(1, 8)])
+    assert router._route_batch(0.1) == 3
+    # the record poll() returned is routed before the revoke commits the consumer's position (past it)
+    assert router.log == [("route", f"{TOPIC}[0]@0"), ("commit", 1),
+                          ("route", f"{TOPIC}[1]@7"), ("route", f"{TOPIC}[1]@8")]
+    assert router._checkpoint.pending == 2
+
+
+def test_lost_inside_consume_aborts_the_record_in_hand(router):
+    router.consumer = Consumer(stream(10), callback=router._on_lost)
+    assert router._route_batch(0.1) == 1
+    # aborted with the transaction: the partition's next owner reads it again from the committed offset
+    assert router.log == [("route", f"{TOPIC}[0]@0"), ("abort", 1, "no rewind")]
+    assert router._checkpoint.pending == 0
+
+
+def test_the_record_in_hand_is_routed_before_consume_is_called(router):
+    calls = []
+    router.consumer = Consumer(stream(3))
+    router._route = lambda msg: calls.append(("route", repr(msg)))
+    consume = router.consumer.consume
+    router.consumer.consume = lambda n, t: calls.append(("consume", n)) or consume(n, t)
+    router._route_batch(0.1)
+    assert calls == [("route", f"{TOPIC}[0]@0"), ("consume", 99), ("route", f"{TOPIC}[0]@1"),
+                     ("route", f"{TOPIC}[0]@2")]
