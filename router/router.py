@@ -70,6 +70,7 @@ class Router:
         self._latency: list[int] = []  # µs from event time to routing, since the last flush
         self._isolate = 0  # records to route one per transaction after an undeliverable transaction
         self._isolated_retries = 0
+        self._failed = False  # the loop ended on an exception: a revoke at close aborts instead of committing
         self._frozen_at = 0  # plans and wires made when the long-lived objects were last frozen
         self._collected_at = time.monotonic()
 
@@ -138,10 +139,12 @@ class Router:
         The committed offset was before it because on_revoke commits only what was routed (nothing, when
         the last commit had just ended) and on_lost aborts. Seen in the chaos run and reproduced in
         tests/kafka/test_rebalance.py.
-        What consume() returns needs no such care. librdkafka pauses the partitions it takes away before it
-        queues the callback, and the barrier of that pause purges what the call gathered of them
-        (rd_kafka_rebalance_op, rd_kafka_q_serve_rkmessages); what it gathers after the callback is the
-        new assignment's.
+        What consume() returns needs no such care. Before librdkafka queues the callback it pauses the
+        partitions it takes away, so their records met from then on are dropped; the pause's barrier reaches
+        the queue before the callback returns (confluent-kafka's unassign after it waits behind the pause on
+        librdkafka's ops queue) and purges what the call had gathered of them (rd_kafka_rebalance_op,
+        rd_kafka_assignment_pause, rd_kafka_q_serve_rkmessages). What it gathers after that is the new
+        assignment's.
         """
         cp = self._checkpoint
         first = self.consumer.poll(timeout)
@@ -156,6 +159,15 @@ class Router:
         return 1 + len(rest)
 
     def _loop(self) -> None:
+        try:
+            self._loop_until_stopped()
+        except BaseException:
+            # A record may be half routed: the consumer's position is past records whose triggers are not
+            # all in the transaction. close() runs on_revoke next, which must abort, not commit.
+            self._failed = True
+            raise
+
+    def _loop_until_stopped(self) -> None:
         cp = self._checkpoint
         assert cp is not None
         while not self._stopping:
@@ -255,6 +267,12 @@ class Router:
         logger.info("partitions assigned: %s", _tps(partitions))
 
     def _on_revoke(self, consumer, partitions) -> None:
+        if self._failed:
+            logger.warning("partitions revoked: %s; routing failed, aborting the open transaction",
+                           _tps(partitions))
+            if self._checkpoint is not None:
+                self._checkpoint.abort(rewind=False)
+            return
         logger.info("partitions revoked: %s; committing what was routed", _tps(partitions))
         self._commit()
 
@@ -264,8 +282,11 @@ class Router:
             self._checkpoint.abort(rewind=False)
 
     def _route(self, msg: Message) -> None:
-        if msg.error():
-            logger.warning("consumer error: %s", msg.error())
+        err = msg.error()
+        if err:
+            if err.fatal():  # e.g. a fenced static member: its partitions are gone without a callback
+                raise fatal(KafkaException(err))
+            logger.warning("consumer error: %s", err)
             return
         topic = msg.topic()
         self._consumed[topic] = self._consumed.get(topic, 0) + 1

@@ -244,7 +244,12 @@ class Checkpoint:
             if tp.error is not None:
                 raise KafkaException(tp.error)
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING  # nothing committed yet
-            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            try:
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            except KafkaException as exc:
+                if exc.args[0].code() != CKError._STATE:
+                    raise
+                # just assigned, its fetch not started yet: it starts at the committed offset anyway
         logger.warning("transaction aborted; rewound %d partitions to their committed offsets", len(assignment))
 
 

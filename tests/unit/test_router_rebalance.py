@@ -4,13 +4,19 @@ first record through poll(): that record must already be routed, so that the rev
 the consumer's position, past it) holds its triggers, and so that a loss aborts them with it. The consumer
 here runs the callback inside consume() as librdkafka does: what the call gathered of the partitions taken
 away is purged by the pause barrier queued before the callback, and what it returns is the new assignment's.
-No broker: the router is made, not run, with a checkpoint that records what it is asked to do."""
+Also the loop's other exits from a rebalance: a failure while routing makes the revoke at close abort
+instead of committing, a fatal consumer error stops the router, and a rewind skips a partition whose fetch
+has not started. No broker: the router is made, not run, with a checkpoint that records what it is asked
+to do."""
 
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import KafkaError as CKError, KafkaException, TopicPartition
 
 from router.config import Settings
+from router.errors import KafkaError
+from router.kafka.transaction import Checkpoint as RealCheckpoint
 from router.router import Router
 
 TOPIC = "t.events.load"
@@ -19,8 +25,11 @@ TOPIC = "t.events.load"
 class Msg:
     """The part of confluent_kafka.Message the batch read uses."""
 
-    def __init__(self, partition: int, offset: int) -> None:
-        self._partition, self._offset = partition, offset
+    def __init__(self, partition: int, offset: int, error: CKError | None = None) -> None:
+        self._partition, self._offset, self._error = partition, offset, error
+
+    def error(self) -> CKError | None:
+        return self._error
 
     def topic(self) -> str:
         return TOPIC
@@ -39,6 +48,8 @@ class Checkpoint:
     def __init__(self, log: list) -> None:
         self.log = log
         self.pending = 0
+        self.opened_at, self.last_commit_s = 0.0, 0.0
+        self.in_flight = self.commit_settled = False
 
     def start_commit(self) -> None:
         self.log.append(("commit", self.pending))
@@ -121,3 +132,53 @@ def test_the_record_in_hand_is_routed_before_consume_is_called(router):
     router._route_batch(0.1)
     assert calls == [("route", f"{TOPIC}[0]@0"), ("consume", 99), ("route", f"{TOPIC}[0]@1"),
                      ("route", f"{TOPIC}[0]@2")]
+
+
+def test_a_failure_while_routing_makes_the_revoke_at_close_abort(router):
+    """The consumer's position is past the whole batch when a record of it fails; consumer.close() then
+    runs on_revoke, which must not commit the routed part with that position (the rest would be lost)."""
+    router.consumer = Consumer(stream(5))
+
+    def route(msg):
+        if msg.offset() == 2:
+            raise RuntimeError("a bug while routing")
+        router.log.append(("route", repr(msg)))
+
+    router._route = route
+    with pytest.raises(RuntimeError):
+        router._loop()
+    router._on_revoke(router.consumer, [])  # what consumer.close() runs next
+    assert router.log == [("route", f"{TOPIC}[0]@0"), ("route", f"{TOPIC}[0]@1"), ("abort", 2, "no rewind")]
+
+
+def test_a_fatal_consumer_error_stops_the_router_and_others_are_logged():
+    r = Router(Settings(bootstrap="127.0.0.1:1"))
+    Router._route(r, Msg(0, -1, CKError(CKError._TRANSPORT, "broker down")))  # logged, routing goes on
+    with pytest.raises(KafkaError, match="fenced"):
+        Router._route(r, Msg(0, -1, CKError(CKError._FENCED, "fenced static member", fatal=True)))
+
+
+class RewindConsumer:
+    def __init__(self, seek_error: int | None) -> None:
+        self.seek_error, self.seeks = seek_error, []
+
+    def assignment(self):
+        return [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)]
+
+    def committed(self, partitions, timeout):
+        return [TopicPartition(tp.topic, tp.partition, 40 + tp.partition) for tp in partitions]
+
+    def seek(self, tp) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+        if tp.partition == 0 and self.seek_error is not None:
+            raise KafkaException(CKError(self.seek_error))
+
+
+def test_rewind_skips_a_partition_whose_fetch_has_not_started():
+    cp = RealCheckpoint.__new__(RealCheckpoint)  # no producer: only the rewind
+    cp._consumer = RewindConsumer(CKError._STATE)
+    cp._rewind()  # partition 0 was just assigned: it starts at its committed offset anyway
+    assert cp._consumer.seeks == [(0, 40), (1, 41)]
+    cp._consumer = RewindConsumer(CKError._UNKNOWN_PARTITION)
+    with pytest.raises(KafkaException):
+        cp._rewind()
