@@ -18,6 +18,8 @@ thread looping over it took the GIL from the router at every call that releases 
 from 0.87 to 160 µs next to a busy Python thread; py-spy put 18 % of the routing thread there).
 At most one commit is in flight; `commit()` is both. The consumer positions and group metadata are taken
 when the commit starts, so they cover exactly the records handed over.
+The routing thread waits for the commit in flight at most COMMIT_DEADLINE_S; past it the process exits
+as a crash would (a librdkafka call can outlive its timeout), and the restart fences the transaction.
 `abort()` aborts and, unless told otherwise, rewinds every assigned partition to its committed offset,
 so the records are read and routed again in a new transaction. Errors are classified in `classify()`.
 
@@ -31,6 +33,7 @@ callback, so a record that fails again is named (DeliveryFailed) and the router 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -61,6 +64,14 @@ def _bind_native():
 native = _bind_native()
 TIMEOUT = 45.0  # below transaction.timeout.ms (60 s): a blocked call never outlives its transaction
 ATTEMPTS = 5
+# How long the routing thread waits for the commit in flight. By then the coordinator has aborted the
+# transaction (transaction.timeout.ms is 60 s), so nothing the commit thread still does can commit it.
+# A librdkafka call may outlive the timeout it is given (send_offsets_to_transaction waits for its op
+# without one, and enforces the timeout only as responses arrive): seen once, a 10-minute stall after a
+# coordinator kill. Past the deadline the process exits at once, as a crash would; its restart fences the
+# transaction (init_transactions) and reads from the committed offsets.
+COMMIT_DEADLINE_S = 120.0
+STUCK_EXIT_CODE = 75  # EX_TEMPFAIL: a supervisor restarts it
 # Not the record's fault: purged by an abort or an epoch bump, or timed out. Routing it again will do.
 TRANSIENT = {CKError._PURGE_QUEUE, CKError._PURGE_INFLIGHT, CKError._MSG_TIMED_OUT, CKError._TIMED_OUT}
 
@@ -89,6 +100,7 @@ class Checkpoint:
         self._outbox: list[tuple] = []
         self.last_commit_s = 0.0  # how long the last commit took: the router paces transactions by it
         self._inflight: threading.Thread | None = None
+        self._inflight_started = 0.0
         self._inflight_error: BaseException | None = None
         # per-record delivery reports for this transaction (after an abort, or when isolating a record)
         self.checked = native is None
@@ -109,7 +121,7 @@ class Checkpoint:
         self._outbox.append((topic, key, value, headers))
         if len(self._outbox) >= self._max_buffered:
             if self._inflight is not None:
-                self._inflight.join()  # the next transaction begins when the one in flight is committed
+                self._join_inflight()  # the next transaction begins when the one in flight is committed
                 if self._inflight_error is not None:
                     return  # it failed: the next commit raises it, and the router aborts both
             self._release()
@@ -170,6 +182,7 @@ class Checkpoint:
         self.opened_at = time.monotonic()
         self._inflight = threading.Thread(target=self._commit_in_background, name="commit", daemon=True,
                                           args=(len(outbox), positions, metadata, pending))
+        self._inflight_started = time.monotonic()
         self._inflight.start()
 
     @property
@@ -185,11 +198,21 @@ class Checkpoint:
     def finish_commit(self) -> None:
         if self._inflight is None:
             return
-        self._inflight.join()
+        self._join_inflight()
         self._inflight = None
         error, self._inflight_error = self._inflight_error, None
         if error is not None:
             raise error
+
+    def _join_inflight(self) -> None:
+        """Wait for the commit thread, up to COMMIT_DEADLINE_S from when it started; then exit the process."""
+        self._inflight.join(max(0.0, self._inflight_started + COMMIT_DEADLINE_S - time.monotonic()))
+        if self._inflight.is_alive():
+            logger.critical("the commit in flight has not ended after %.0f s (stuck in the Kafka client); "
+                            "exiting for a restart, which fences its transaction", COMMIT_DEADLINE_S)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(STUCK_EXIT_CODE)  # not sys.exit: the client's threads could hold the interpreter's exit
 
     def _commit_in_background(self, records, positions, metadata, pending: int) -> None:
         started = time.monotonic()
