@@ -270,8 +270,7 @@ class Router:
         if self._failed:
             logger.warning("partitions revoked: %s; routing failed, aborting the open transaction",
                            _tps(partitions))
-            if self._checkpoint is not None:
-                self._checkpoint.abort(rewind=False)
+            self._checkpoint.abort(rewind=False)  # _failed is set only by the loop, which has a checkpoint
             return
         logger.info("partitions revoked: %s; committing what was routed", _tps(partitions))
         self._commit()

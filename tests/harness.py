@@ -110,6 +110,11 @@ def watermarks(settings: Settings, topic: str, partitions: int) -> list[tuple[in
         consumer.close()
 
 
+def log_end(settings: Settings, topic: str) -> int:
+    """Sum of a trigger topic's high watermarks: data records, committed or not, plus transaction markers."""
+    return sum(high for _, high in watermarks(settings, topic, settings.trigger_partitions))
+
+
 def header(msg, name: str) -> str | None:
     for k, v in msg.headers() or []:
         if k == name:

@@ -11,14 +11,9 @@ import time
 
 from router import Publisher, SubscriptionStore
 from router.envelope import codec
-from tests.harness import read_all, wait_until, watermarks
+from tests.harness import log_end, read_all, wait_until
 
 EVENTS = 20_000
-
-
-def log_end(bus, topic: str) -> int:
-    """Sum of high watermarks: data records, committed or not, plus transaction markers."""
-    return sum(high for _, high in watermarks(bus, topic, bus.trigger_partitions))
 
 
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(bus, spawn):

@@ -16,14 +16,10 @@ import time
 
 from router import Publisher, SubscriptionStore
 from router.envelope import codec
-from tests.harness import read_all, wait_until, watermarks
+from tests.harness import log_end, read_all, wait_until
 
 KEYS = 32
 RATE = 2_000  # events/s while the group changes
-
-
-def committed_end(bus, topic: str) -> int:
-    return sum(high for _, high in watermarks(bus, topic, bus.trigger_partitions))
 
 
 def test_rebalance_callbacks_inside_consume_lose_duplicate_and_reorder_nothing(bus, spawn):
@@ -50,7 +46,7 @@ def test_rebalance_callbacks_inside_consume_lose_duplicate_and_reorder_nothing(b
     stream.start()
     try:
         first = router(1)
-        wait_until(lambda: committed_end(bus, topic) > 1_000, 60, "the first router to route 1,000 events")
+        wait_until(lambda: log_end(bus, topic) > 1_000, 60, "the first router to route 1,000 events")
         second = router(2)  # a join: both routers revoke everything, then share the partitions
         wait_until(lambda: "partitions assigned" in second.output(), 60, "router-2 to be assigned partitions")
         time.sleep(2)
