@@ -1,8 +1,9 @@
 """What a Kafka transaction costs by the number of partitions it touches, with no router in the way, through
-the bus's client (librdkafka) and, as a baseline in the same run, through the Java client.
+the bus's client (librdkafka) and, as baselines in the same run, through the Java client and aiokafka
+(both put all of a broker's partitions in one ProduceRequest; librdkafka sends one per partition).
 
     EVBUS_BOOTSTRAP=127.0.0.1:19092 python -m benchmarks.transactions --topics 1 20 200 --per-txn 2000
-    EVBUS_BOOTSTRAP=127.0.0.1:19092 python -m benchmarks.transactions --topics 200 --per-txn 400 --client python java
+    EVBUS_BOOTSTRAP=127.0.0.1:19092 python -m benchmarks.transactions --topics 200 --per-txn 400 --client python java aiokafka
 
 Each run: a transactional producer writes `per-txn` 200-byte records spread over N one-partition topics in
 one burst, plus the consumer offsets of a 96-partition input (as the router does), and commits; `rounds`
@@ -81,6 +82,45 @@ def _python(bootstrap: str, names: list[str], source: str, group: str, per_txn: 
     return rates, steps
 
 
+def _aiokafka(bootstrap: str, names: list[str], source: str, group: str, per_txn: int, rounds: int):
+    """The same transaction through aiokafka (offsets committed with the group id alone: TxnOffsetCommit v0)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    async def go():
+        consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=group, acks="all",
+                                    enable_idempotence=True, linger_ms=5)
+        await consumer.start()
+        await producer.start()
+        rates, steps = [], []
+        try:
+            for _ in range(rounds):
+                got = 0
+                while got < per_txn:
+                    got += sum(len(v) for v in (await consumer.getmany(timeout_ms=1000,
+                                                                       max_records=per_txn - got)).values())
+                start = time.perf_counter()
+                await producer.begin_transaction()
+                sent = [await producer.send(names[i % len(names)], b"x" * 200) for i in range(per_txn)]
+                await asyncio.gather(*sent)
+                flushed = time.perf_counter()
+                await producer.send_offsets_to_transaction(
+                    {tp: await consumer.position(tp) for tp in consumer.assignment()}, group)
+                offsets = time.perf_counter()
+                await producer.commit_transaction()
+                done = time.perf_counter()
+                rates.append(per_txn / (done - start))
+                steps.append((flushed - start, offsets - flushed, done - offsets))
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        return rates, steps
+    return asyncio.run(go())
+
+
 def _java_classes(libs: Path) -> Path:
     """Compile the Java probe against the local broker's own client jar (fetched with the broker)."""
     out = local.default_home() / "txnprobe"
@@ -103,7 +143,7 @@ def _java(bootstrap: str, names: list[str], source: str, group: str, per_txn: in
     return out["rates"], [tuple(s) for s in out["steps"]]
 
 
-CLIENTS = {"python": _python, "java": _java}
+CLIENTS = {"python": _python, "java": _java, "aiokafka": _aiokafka}
 
 
 def run(bootstrap: str, topics: int, per_txn: int, rounds: int = 6, client: str = "python") -> tuple[float, dict]:
@@ -128,7 +168,7 @@ def main() -> None:
             for client in args.client:
                 rate, ms = run(bootstrap, n, args.per_txn, args.rounds, client)
                 total = sum(ms.values())
-                print(f"{client:>6} {n:>4} partitions per transaction, {args.per_txn} records: {rate:>10,.0f} "
+                print(f"{client:>8} {n:>4} partitions per transaction, {args.per_txn} records: {rate:>10,.0f} "
                       f"records/s; median produce+flush {ms['produce_flush_ms']} ms, send offsets "
                       f"{ms['send_offsets_ms']} ms, commit {ms['commit_ms']} ms (sum {total:.1f} ms)", flush=True)
 

@@ -40,11 +40,12 @@ def test_workflow_count_bench_runs(kafka_bootstrap):
     assert out[3]["eps"] > 0 and out[3]["commits"][0] >= 1
 
 
-def test_transaction_bench_runs_both_clients(kafka_bootstrap):
-    """`python -m benchmarks.transactions --client python java` keeps working: the same small transaction
-    through librdkafka and through the Java client (compiled against the local broker's client jar)."""
+def test_transaction_bench_runs_every_client(kafka_bootstrap):
+    """`python -m benchmarks.transactions --client python java aiokafka` keeps working: the same small
+    transaction through librdkafka, the Java client (compiled against the local broker's client jar) and
+    aiokafka."""
     from benchmarks import transactions
-    for client in ("python", "java"):
+    for client in ("python", "java", "aiokafka"):
         rate, ms = transactions.run(kafka_bootstrap, 3, 50, rounds=3, client=client)
         assert rate > 0 and set(ms) == set(transactions.STEPS), client
 
@@ -57,3 +58,17 @@ def test_ab_runs_two_checkouts(kafka_bootstrap):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(report["a_eps"]) == len(report["b_eps"]) == 1 and report["a_eps"][0] > 0 and report["b_eps"][0] > 0
+
+
+def test_batching_what_if_runs_both_clients(kafka_bootstrap, tmp_path):
+    """`python -m benchmarks.batching` keeps working: a short latency phase with the router's transactions
+    through librdkafka, then through aiokafka, each in its own router process."""
+    out = tmp_path / "batching.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.batching", "--subscriptions", "1000", "--rates", "300",
+                           "--seconds", "3", "--warm", "60", "--out", str(out)], cwd=REPO,
+                          env={**os.environ, "EVBUS_BOOTSTRAP": kafka_bootstrap}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for client in ("librdkafka", "aiokafka"):
+        assert report[client][0]["300"]["samples"] > 0, client

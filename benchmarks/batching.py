@@ -1,0 +1,164 @@
+"""What-if: the router's transactions through a client that puts all of a broker's partitions in one
+ProduceRequest (aiokafka), beside the router as it is (librdkafka, one ProduceRequest per partition), in
+the same run. It asks how far publish → trigger latency would fall if only the client changed.
+
+    evbus kafka up --port 19392 && EVBUS_BOOTSTRAP=127.0.0.1:19392 python -m benchmarks.batching --rounds 2
+
+Not a product path: `WhatIfCheckpoint` commits offsets with the group id alone (aiokafka sends
+TxnOffsetCommit v0, no KIP-447 generation fencing), has no abort or isolation of a record that cannot be
+delivered, and writes every trigger topic's partition 0. It exists to measure; the router never uses it.
+Each round runs the latency phases of `make bench` once per client, alternating, on fresh namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import threading
+import time
+import uuid
+
+from router import router as router_module
+from router.config import Settings, default_bootstrap
+
+from . import kafka_runs
+from .workload import subscriptions
+
+CLIENT_ENV = "EVBUS_WHATIF_CLIENT"  # read in the spawned router process: "aiokafka" swaps the checkpoint
+GROUP_ENV = "EVBUS_WHATIF_GROUP"
+
+
+class WhatIfCheckpoint:
+    """The router's checkpoint contract (send / start_commit / finish_commit / commit) over aiokafka, on an
+    event loop thread of its own. Records are encoded into one batch per topic on the routing thread as they
+    are sent; a commit hands the batches over, sends the consumer's positions and commits."""
+
+    def __init__(self, producer, consumer, max_buffered: int = 50_000) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        # the router's librdkafka producer is left unused
+        self._consumer = consumer
+        self._group = os.environ[GROUP_ENV]
+        self.pending, self.opened_at, self.last_commit_s, self.checked = 0, time.monotonic(), 0.0, False
+        self._batches: dict[str, list] = {}
+        self._future = None
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="aiokafka", daemon=True).start()
+
+        async def start():
+            p = AIOKafkaProducer(bootstrap_servers=os.environ["EVBUS_BOOTSTRAP"], acks="all",
+                                 transactional_id=f"whatif-{uuid.uuid4().hex[:8]}", enable_idempotence=True,
+                                 linger_ms=0, max_batch_size=1 << 20, max_request_size=8 << 20)
+            await p.start()
+            await p.begin_transaction()
+            return p
+        self._producer = self._call(start())
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
+
+    def send(self, topic: str, key, value, headers) -> None:
+        batches = self._batches.get(topic)
+        if batches is None:
+            batches = self._batches[topic] = [self._producer.create_batch()]
+        if batches[-1].append(timestamp=None, key=key, value=value, headers=list(headers or ())) is None:
+            batches.append(self._producer.create_batch())
+            batches[-1].append(timestamp=None, key=key, value=value, headers=list(headers or ()))
+
+    @property
+    def in_flight(self) -> bool:
+        return self._future is not None and not self._future.done()
+
+    @property
+    def commit_settled(self) -> bool:
+        return self._future is not None and self._future.done()
+
+    def commit(self) -> None:
+        self.start_commit()
+        self.finish_commit()
+
+    def finish_commit(self) -> None:
+        if self._future is not None:
+            future, self._future = self._future, None
+            future.result(120)
+
+    def start_commit(self) -> None:
+        from aiokafka.structs import TopicPartition
+
+        self.finish_commit()
+        if self.pending == 0:
+            return
+        batches, self._batches = self._batches, {}
+        positions = {TopicPartition(tp.topic, tp.partition): tp.offset
+                     for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0}
+        self.pending, self.opened_at = 0, time.monotonic()
+
+        async def commit():
+            started, p = time.monotonic(), self._producer
+            sent = [await p.send_batch(b, topic, partition=0) for topic, bs in batches.items() for b in bs]
+            await asyncio.gather(*sent)
+            await p.send_offsets_to_transaction(positions, self._group)
+            await p.commit_transaction()
+            await p.begin_transaction()
+            self.last_commit_s = time.monotonic() - started
+        self._future = asyncio.run_coroutine_threadsafe(commit(), self._loop)
+
+    def abort(self, rewind: bool = True) -> None:
+        raise RuntimeError("the what-if checkpoint does not abort: a measurement, not a product path")
+
+
+if os.environ.get(CLIENT_ENV) == "aiokafka":  # in the spawned router process (spawn imports this module)
+    router_module.Checkpoint = WhatIfCheckpoint
+
+
+def _patched_router(client: str):
+    """kafka_runs' background router, told which client to use (the child reads the environment)."""
+    original = kafka_runs._background_router
+
+    def background(kind, settings, group=None):
+        os.environ[CLIENT_ENV], os.environ[GROUP_ENV] = client, group or ""
+        os.environ["EVBUS_BOOTSTRAP"] = settings.bootstrap
+        return original(kind, settings, group)
+    return original, background
+
+
+def run(bootstrap: str, n: int, rates: list[int], seconds: float, rounds: int, warm: int) -> dict:
+    subs = subscriptions(n)
+    out: dict = {"librdkafka": [], "aiokafka": []}
+    for _ in range(rounds):
+        for client in ("librdkafka", "aiokafka"):
+            settings = Settings(bootstrap=bootstrap, namespace=f"w{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
+            kafka_runs.load_subscriptions(settings, subs)
+            original, background = _patched_router(client)
+            kafka_runs._background_router = background
+            try:
+                by_rate = kafka_runs.latency(settings, subs, rates, seconds, warm)
+            finally:
+                kafka_runs._background_router = original
+            row = {rate: {"p50": round(r["p50"], 1), "p99": round(r["p99"], 1), "samples": r["samples"]}
+                   for rate, r in by_rate.items()}
+            out[client].append(row)
+            print(f"{client:>10}: " + ", ".join(f"{rate}/s p50 {r['p50']} ms p99 {r['p99']} ms"
+                                                for rate, r in row.items()), flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--rates", type=int, nargs="+", default=[500, 2000])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--warm", type=int, default=300)
+    parser.add_argument("--out", default="bench-results/batching.json")
+    args = parser.parse_args()
+    result = run(default_bootstrap(), args.subscriptions, args.rates, args.seconds, args.rounds, args.warm)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
