@@ -7,7 +7,7 @@ the same run. It asks how far publish → trigger latency would fall if only the
 Not a product path: `WhatIfCheckpoint` commits offsets with the group id alone (aiokafka sends
 TxnOffsetCommit v0, no KIP-447 generation fencing), has no abort or isolation of a record that cannot be
 delivered, and writes every trigger topic's partition 0. It exists to measure; the router never uses it.
-Each round runs the latency phases of `make bench` once per client, alternating, on fresh namespaces.
+Each round runs the latency phases of `make bench` once per client, alternating, in one namespace.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ from . import kafka_runs
 from .workload import subscriptions
 
 CLIENT_ENV = "EVBUS_WHATIF_CLIENT"  # read in the spawned router process: "aiokafka" swaps the checkpoint
-GROUP_ENV = "EVBUS_WHATIF_GROUP"
+
+
+def _group_id(metadata: bytes) -> str:
+    """The group id in librdkafka's serialized group metadata: "CGMDv2:", int32 generation, then the
+    NUL-terminated group id, member id and group instance id (rd_kafka_consumer_group_metadata_write)."""
+    if not metadata.startswith(b"CGMDv2:"):
+        raise ValueError("unknown consumer group metadata format")
+    return metadata[11:metadata.index(b"\0", 11)].decode()
 
 
 class WhatIfCheckpoint:
@@ -40,7 +47,7 @@ class WhatIfCheckpoint:
 
         # the router's librdkafka producer is left unused
         self._consumer = consumer
-        self._group = os.environ[GROUP_ENV]
+        self._group = _group_id(consumer.consumer_group_metadata())
         self.pending, self.opened_at, self.last_commit_s, self.checked = 0, time.monotonic(), 0.0, False
         self._batches: dict[str, list] = {}
         self._future = None
@@ -50,7 +57,8 @@ class WhatIfCheckpoint:
         async def start():
             p = AIOKafkaProducer(bootstrap_servers=os.environ["EVBUS_BOOTSTRAP"], acks="all",
                                  transactional_id=f"whatif-{uuid.uuid4().hex[:8]}", enable_idempotence=True,
-                                 linger_ms=0, max_batch_size=1 << 20, max_request_size=8 << 20)
+                                 linger_ms=0, max_batch_size=1 << 20, max_request_size=8 << 20,
+                                 retry_backoff_ms=5)  # as the router's librdkafka settings (clients.py)
             await p.start()
             await p.begin_transaction()
             return p
@@ -118,19 +126,41 @@ def _patched_router(client: str):
     original = kafka_runs._background_router
 
     def background(kind, settings, group=None):
-        os.environ[CLIENT_ENV], os.environ[GROUP_ENV] = client, group or ""
+        os.environ[CLIENT_ENV] = client
         os.environ["EVBUS_BOOTSTRAP"] = settings.bootstrap
         return original(kind, settings, group)
     return original, background
 
 
-def run(bootstrap: str, n: int, rates: list[int], seconds: float, rounds: int, warm: int) -> dict:
-    subs = subscriptions(n)
+def throughput(settings: Settings, subs, events: int, rounds: int) -> dict:
+    """The router's events/s over `events` preloaded events (kafka_runs.route, the Kafka half of `make bench`),
+    once per client and round, alternating."""
+    kafka_runs.publish_events(settings, subs, events)
     out: dict = {"librdkafka": [], "aiokafka": []}
     for _ in range(rounds):
+        for client in out:
+            os.environ[CLIENT_ENV] = client
+            try:
+                r = kafka_runs.route("router", settings, events)
+            finally:
+                os.environ.pop(CLIENT_ENV, None)
+            out[client].append(round(r["eps"]))
+            print(f"{client:>10}: router {out[client][-1]:,} events/s ({r['commits']} commits)", flush=True)
+    return out
+
+
+def run(bootstrap: str, n: int, rates: list[int], seconds: float, rounds: int, warm: int, events: int = 0) -> dict:
+    subs = subscriptions(n)
+    # One namespace for every run: each new one adds its topics to the metadata every client asks for.
+    settings = Settings(bootstrap=bootstrap, namespace=f"w{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
+    kafka_runs.load_subscriptions(settings, subs)
+    result = {"throughput_eps": throughput(settings, subs, events, rounds)} if events else {}
+    if not rates:
+        return result
+    out: dict = {"librdkafka": [], "aiokafka": []}
+    result["latency_ms"] = out
+    for _ in range(rounds):
         for client in ("librdkafka", "aiokafka"):
-            settings = Settings(bootstrap=bootstrap, namespace=f"w{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
-            kafka_runs.load_subscriptions(settings, subs)
             original, background = _patched_router(client)
             kafka_runs._background_router = background
             try:
@@ -142,19 +172,21 @@ def run(bootstrap: str, n: int, rates: list[int], seconds: float, rounds: int, w
             out[client].append(row)
             print(f"{client:>10}: " + ", ".join(f"{rate}/s p50 {r['p50']} ms p99 {r['p99']} ms"
                                                 for rate, r in row.items()), flush=True)
-    return out
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscriptions", type=int, default=10_000)
-    parser.add_argument("--rates", type=int, nargs="+", default=[500, 2000])
+    parser.add_argument("--rates", type=int, nargs="*", default=[100, 500, 2000], help="none: no latency run")
+    parser.add_argument("--events", type=int, default=0, help="preloaded events of a throughput run (0: none)")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--warm", type=int, default=300)
     parser.add_argument("--out", default="bench-results/batching.json")
     args = parser.parse_args()
-    result = run(default_bootstrap(), args.subscriptions, args.rates, args.seconds, args.rounds, args.warm)
+    result = run(default_bootstrap(), args.subscriptions, args.rates, args.seconds, args.rounds, args.warm,
+                 args.events)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
