@@ -2,12 +2,15 @@
 ProduceRequest (aiokafka), beside the router as it is (librdkafka, one ProduceRequest per partition), in
 the same run. It asks how far publish → trigger latency would fall if only the client changed.
 
-    evbus kafka up --port 19392 && EVBUS_BOOTSTRAP=127.0.0.1:19392 python -m benchmarks.batching --rounds 2
+    evbus kafka up --port 19392 && EVBUS_BOOTSTRAP=127.0.0.1:19392 python -m benchmarks.batching --rounds 3
+    ... python -m benchmarks.batching --rates --events 200000 --rounds 3     (throughput instead)
 
 Not a product path: `WhatIfCheckpoint` commits offsets with the group id alone (aiokafka sends
 TxnOffsetCommit v0, no KIP-447 generation fencing), has no abort or isolation of a record that cannot be
-delivered, and writes every trigger topic's partition 0. It exists to measure; the router never uses it.
-Each round runs the latency phases of `make bench` once per client, alternating, in one namespace.
+delivered, writes every trigger topic's partition 0 and does not compress (the router's librdkafka
+producer uses lz4). It exists to measure; the router never uses it. Each round runs the latency phases of
+`make bench` (and with --events, the router's throughput run) once per client, alternating, in one
+namespace.
 """
 
 from __future__ import annotations
