@@ -5,9 +5,9 @@ the same run. It asks how far publish → trigger latency would fall if only the
     evbus kafka up --port 19392 && EVBUS_BOOTSTRAP=127.0.0.1:19392 python -m benchmarks.batching --rounds 3
     ... python -m benchmarks.batching --rates --events 200000 --rounds 3     (throughput instead)
 
-Not a product path: `WhatIfCheckpoint` commits offsets with the group id alone (aiokafka sends
-TxnOffsetCommit v0, no KIP-447 generation fencing), has no abort or isolation of a record that cannot be
-delivered, writes every trigger topic's partition 0 and does not compress (the router's librdkafka
+Not a product path: `WhatIfCheckpoint` commits offsets with the consumer's group metadata (KIP-447, through
+benchmarks/kip447.py, which replaces a private handler of aiokafka), but has no abort or isolation of a
+record that cannot be delivered, writes every trigger topic's partition 0 and does not compress (the router's librdkafka
 producer uses lz4). It exists to measure; the router never uses it. Each round runs the latency phases of
 `make bench` (and with --events, the router's throughput run) once per client, alternating, in one
 namespace.
@@ -26,18 +26,11 @@ import uuid
 from router import router as router_module
 from router.config import Settings, default_bootstrap
 
-from . import kafka_runs
+from . import kafka_runs, kip447
 from .workload import subscriptions
 
 CLIENT_ENV = "EVBUS_WHATIF_CLIENT"  # read in the spawned router process: "aiokafka" swaps the checkpoint
 
-
-def _group_id(metadata: bytes) -> str:
-    """The group id in librdkafka's serialized group metadata: "CGMDv2:", int32 generation, then the
-    NUL-terminated group id, member id and group instance id (rd_kafka_consumer_group_metadata_write)."""
-    if not metadata.startswith(b"CGMDv2:"):
-        raise ValueError("unknown consumer group metadata format")
-    return metadata[11:metadata.index(b"\0", 11)].decode()
 
 
 class WhatIfCheckpoint:
@@ -50,7 +43,7 @@ class WhatIfCheckpoint:
 
         # the router's librdkafka producer is left unused
         self._consumer = consumer
-        self._group = _group_id(consumer.consumer_group_metadata())
+        kip447.install()
         self.pending, self.opened_at, self.last_commit_s, self.checked = 0, time.monotonic(), 0.0, False
         self._batches: dict[str, list] = {}
         self._future = None
@@ -104,13 +97,14 @@ class WhatIfCheckpoint:
         batches, self._batches = self._batches, {}
         positions = {TopicPartition(tp.topic, tp.partition): tp.offset
                      for tp in self._consumer.position(self._consumer.assignment()) if tp.offset >= 0}
+        group = kip447.GroupMetadata.parse(self._consumer.consumer_group_metadata())  # as the positions are taken
         self.pending, self.opened_at = 0, time.monotonic()
 
         async def commit():
             started, p = time.monotonic(), self._producer
             sent = [await p.send_batch(b, topic, partition=0) for topic, bs in batches.items() for b in bs]
             await asyncio.gather(*sent)
-            await p.send_offsets_to_transaction(positions, self._group)
+            await p.send_offsets_to_transaction(positions, group)
             await p.commit_transaction()
             await p.begin_transaction()
             self.last_commit_s = time.monotonic() - started

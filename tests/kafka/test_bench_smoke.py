@@ -61,14 +61,15 @@ def test_ab_runs_two_checkouts(kafka_bootstrap):
 
 
 def test_batching_what_if_runs_both_clients(kafka_bootstrap, tmp_path):
-    """`python -m benchmarks.batching` keeps working: a short latency phase with the router's transactions
-    through librdkafka, then through aiokafka, each in its own router process."""
+    """`python -m benchmarks.batching` keeps working: a short throughput run and a short latency phase with the
+    router's transactions through librdkafka, then through aiokafka, each in its own router process."""
     out = tmp_path / "batching.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks.batching", "--subscriptions", "1000", "--rates", "300",
-                           "--seconds", "3", "--warm", "60", "--out", str(out)], cwd=REPO,
+                           "--seconds", "3", "--warm", "60", "--events", "8000", "--out", str(out)], cwd=REPO,
                           env={**os.environ, "EVBUS_BOOTSTRAP": kafka_bootstrap}, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
     for client in ("librdkafka", "aiokafka"):
-        assert report[client][0]["300"]["samples"] > 0, client
+        assert report["latency_ms"][client][0]["300"]["samples"] > 0, client
+        assert report["throughput_eps"][client][0] > 0, client
