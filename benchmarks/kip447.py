@@ -4,8 +4,9 @@ longer the group's member of that generation (a zombie). aiokafka 0.14.0 sends v
 
 `install()` replaces aiokafka's private `TxnOffsetCommitHandler` (pinned: aiokafka==0.14.0). Pass
 `GroupMetadata.parse(consumer.consumer_group_metadata())` where aiokafka takes a group id: it is that str,
-carrying the rest. A refusal (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) fails the
-transaction with an abortable error, as librdkafka does, instead of stopping the producer's sender.
+carrying the rest (a bare group id still gets aiokafka's own v0 request). A refusal (ILLEGAL_GENERATION,
+UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) fails the transaction with an abortable error, as librdkafka does,
+instead of stopping the producer's sender.
 Used by benchmarks/batching.py's what-if checkpoint; the router does not use aiokafka.
 """
 
@@ -104,8 +105,8 @@ class TxnOffsetCommitRequest(Request[TxnOffsetCommitRequest_v3]):
 
 class TxnOffsetCommitHandler(_sender.TxnOffsetCommitHandler):
     def create_request(self):
-        if not isinstance(self._group_id, GroupMetadata):
-            raise TypeError("send_offsets_to_transaction needs GroupMetadata.parse(...) once kip447 is installed")
+        if not isinstance(self._group_id, GroupMetadata):  # a bare group id: aiokafka's own v0 request
+            return super().create_request()
         txn = self._sender._txn_manager
         topics = collections.defaultdict(list)
         for tp, offset in sorted(self._offsets.items()):
@@ -114,6 +115,8 @@ class TxnOffsetCommitHandler(_sender.TxnOffsetCommitHandler):
                                       list(topics.items()))
 
     def handle_response(self, resp):
+        if not isinstance(resp, TxnOffsetCommitResponse_v3):
+            return super().handle_response(resp)
         errors = [(topic, [(p, code) for p, code, _ in parts]) for topic, parts, _ in resp.errors]
         for _, partitions in errors:
             for _, code in partitions:

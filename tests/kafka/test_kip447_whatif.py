@@ -61,18 +61,19 @@ def test_offsets_of_a_stale_generation_are_refused(bus):
                 b.poll(0.1)
             new = kip447.GroupMetadata.parse(a.consumer_group_metadata())
             assert new.generation > old.generation
-            return first, await commit(producer, old, 5), await commit(producer, new, 6)
+            stale, fresh = await commit(producer, old, 5), await commit(producer, new, 6)
+            return first, stale, fresh, await commit(producer, group, 7)  # a bare group id: aiokafka's v0
         finally:
             await producer.stop()
 
     try:
-        first, stale, fresh = asyncio.run(run())
+        first, stale, fresh, bare = asyncio.run(run())
     finally:
         b.close()
         a.close()
-    assert (first, stale, fresh) == ("committed", "IllegalGenerationError", "committed")
+    assert (first, stale, fresh, bare) == ("committed", "IllegalGenerationError", "committed", "committed")
     reader = Consumer({"bootstrap.servers": bus.bootstrap, "group.id": group})
     try:
-        assert reader.committed([TopicPartition(topic, 0)], timeout=30)[0].offset == 6  # never 5
+        assert reader.committed([TopicPartition(topic, 0)], timeout=30)[0].offset == 7
     finally:
         reader.close()
