@@ -7,10 +7,11 @@ the same run. It asks how far publish → trigger latency would fall if only the
 
 Not a product path: `WhatIfCheckpoint` commits offsets with the consumer's group metadata (KIP-447, through
 benchmarks/kip447.py, which replaces a private handler of aiokafka), but has no abort or isolation of a
-record that cannot be delivered, writes every trigger topic's partition 0 and compresses only with
---compression lz4 (the router's librdkafka producer always uses lz4). It exists to measure; the router
-never uses it. Each round runs the latency phases of `make bench` (and with --events, the router's
-throughput run) once per client, alternating, in one namespace.
+record that cannot be delivered, writes every trigger topic's partition 0, compresses only with
+--compression lz4 (the router's librdkafka producer always uses lz4) and does not bound what it buffers
+(the router's `max_buffered`). It exists to measure; the router never uses it. Each round runs the latency
+phases of `make bench` (and with --events, the router's throughput run) once per client, alternating, in one
+namespace; the router process is kafka_runs' own, given this checkpoint (kafka_runs.CheckpointSpec).
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ import threading
 import time
 import uuid
 
-from router import router as router_module
 from router.config import Settings, default_bootstrap
 
 from . import kafka_runs, kip447
+from .aio import transactional_producer
 from .workload import subscriptions
 
-CLIENT_ENV = "EVBUS_WHATIF_CLIENT"  # read in the spawned router process: "aiokafka" swaps the checkpoint
-COMPRESSION_ENV = "EVBUS_WHATIF_COMPRESSION"  # "lz4" as the router's producer (aiokafka: level 9, via cramjam)
-
+CLIENTS = ("librdkafka", "aiokafka")
 
 
 class WhatIfCheckpoint:
@@ -39,10 +38,9 @@ class WhatIfCheckpoint:
     event loop thread of its own. Records are encoded into one batch per topic on the routing thread as they
     are sent; a commit hands the batches over, sends the consumer's positions and commits."""
 
-    def __init__(self, producer, consumer, max_buffered: int = 50_000) -> None:
-        from aiokafka import AIOKafkaProducer
-
-        # the router's librdkafka producer is left unused
+    def __init__(self, producer, consumer, max_buffered: int = 50_000, *, bootstrap: str,
+                 compression: str | None = None) -> None:
+        # the router's librdkafka producer is left unused, and so is max_buffered
         self._consumer = consumer
         kip447.install()
         self.pending, self.opened_at, self.last_commit_s, self.checked = 0, time.monotonic(), 0.0, False
@@ -52,11 +50,7 @@ class WhatIfCheckpoint:
         threading.Thread(target=self._loop.run_forever, name="aiokafka", daemon=True).start()
 
         async def start():
-            p = AIOKafkaProducer(bootstrap_servers=os.environ["EVBUS_BOOTSTRAP"], acks="all",
-                                 transactional_id=f"whatif-{uuid.uuid4().hex[:8]}", enable_idempotence=True,
-                                 linger_ms=0, max_batch_size=1 << 20, max_request_size=8 << 20,
-                                 compression_type=os.environ.get(COMPRESSION_ENV) or None,
-                                 retry_backoff_ms=5)  # as the router's librdkafka settings (clients.py)
+            p = transactional_producer(bootstrap, f"whatif-{uuid.uuid4().hex[:8]}", compression)
             await p.start()
             await p.begin_transaction()
             return p
@@ -116,56 +110,49 @@ class WhatIfCheckpoint:
         raise RuntimeError("the what-if checkpoint does not abort: a measurement, not a product path")
 
 
-if os.environ.get(CLIENT_ENV) == "aiokafka":  # in the spawned router process (spawn imports this module)
-    router_module.Checkpoint = WhatIfCheckpoint
+def checkpoint(client: str, settings: Settings, compression: str | None) -> kafka_runs.CheckpointSpec | None:
+    """What kafka_runs gives the router process: None keeps the router's own checkpoint (librdkafka)."""
+    if client == "librdkafka":
+        return None
+    return f"{__name__}:WhatIfCheckpoint", {"bootstrap": settings.bootstrap, "compression": compression}
 
 
-def _patched_router(client: str):
-    """kafka_runs' background router, told which client to use (the child reads the environment)."""
-    original = kafka_runs._background_router
-
-    def background(kind, settings, group=None):
-        os.environ[CLIENT_ENV] = client
-        os.environ["EVBUS_BOOTSTRAP"] = settings.bootstrap
-        return original(kind, settings, group)
-    return original, background
+def _ran(client: str, name: str) -> None:
+    expected = "Checkpoint" if client == "librdkafka" else "WhatIfCheckpoint"
+    if name != expected:
+        raise RuntimeError(f"the {client} router ran {name}, not {expected}")
 
 
-def throughput(settings: Settings, subs, events: int, rounds: int) -> dict:
+def throughput(settings: Settings, subs, events: int, rounds: int, compression: str | None) -> dict:
     """The router's events/s over `events` preloaded events (kafka_runs.route, the Kafka half of `make bench`),
     once per client and round, alternating."""
     kafka_runs.publish_events(settings, subs, events)
-    out: dict = {"librdkafka": [], "aiokafka": []}
+    out: dict = {client: [] for client in CLIENTS}
     for _ in range(rounds):
         for client in out:
-            os.environ[CLIENT_ENV] = client
-            try:
-                r = kafka_runs.route("router", settings, events)
-            finally:
-                os.environ.pop(CLIENT_ENV, None)
+            r = kafka_runs.route("router", settings, events, checkpoint=checkpoint(client, settings, compression))
+            _ran(client, r["checkpoint"])
             out[client].append(round(r["eps"]))
             print(f"{client:>10}: router {out[client][-1]:,} events/s ({r['commits']} commits)", flush=True)
     return out
 
 
-def run(bootstrap: str, n: int, rates: list[int], seconds: float, rounds: int, warm: int, events: int = 0) -> dict:
+def run(bootstrap: str, n: int, rates: list[int], seconds: float, rounds: int, warm: int, events: int = 0,
+        compression: str | None = None) -> dict:
     subs = subscriptions(n)
     # One namespace for every run: each new one adds its topics to the metadata every client asks for.
     settings = Settings(bootstrap=bootstrap, namespace=f"w{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
     kafka_runs.load_subscriptions(settings, subs)
-    result = {"throughput_eps": throughput(settings, subs, events, rounds)} if events else {}
+    result = {"throughput_eps": throughput(settings, subs, events, rounds, compression)} if events else {}
     if not rates:
         return result
-    out: dict = {"librdkafka": [], "aiokafka": []}
+    out: dict = {client: [] for client in CLIENTS}
     result["latency_ms"] = out
     for _ in range(rounds):
-        for client in ("librdkafka", "aiokafka"):
-            original, background = _patched_router(client)
-            kafka_runs._background_router = background
-            try:
-                by_rate = kafka_runs.latency(settings, subs, rates, seconds, warm)
-            finally:
-                kafka_runs._background_router = original
+        for client in CLIENTS:
+            by_rate = kafka_runs.latency(settings, subs, rates, seconds, warm,
+                                         checkpoint=checkpoint(client, settings, compression))
+            _ran(client, next(iter(by_rate.values()))["checkpoint"])
             row = {rate: {"p50": round(r["p50"], 1), "p99": round(r["p99"], 1), "samples": r["samples"]}
                    for rate, r in by_rate.items()}
             out[client].append(row)
@@ -186,9 +173,8 @@ def main() -> None:
                         help="the what-if's batches (the router's librdkafka producer always uses lz4)")
     parser.add_argument("--out", default="bench-results/batching.json")
     args = parser.parse_args()
-    os.environ[COMPRESSION_ENV] = "" if args.compression == "none" else args.compression
     result = run(default_bootstrap(), args.subscriptions, args.rates, args.seconds, args.rounds, args.warm,
-                 args.events)
+                 args.events, None if args.compression == "none" else args.compression)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

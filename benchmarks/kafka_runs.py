@@ -3,6 +3,8 @@ preloaded events; a publish → trigger latency run at a fixed rate; the time a 
 
 from __future__ import annotations
 
+import functools
+import importlib
 import multiprocessing as mp
 import statistics
 import threading
@@ -22,7 +24,9 @@ from router.subscriptions.model import build
 from .workload import Sub, events
 
 BATCH, INTERVAL = 2000, 0.1  # throughput settings: big transactions
-
+# Another checkpoint for the router (a what-if, benchmarks/batching.py): ("module:Class", keyword arguments),
+# made in the router's process as Class(producer, consumer, max_buffered, **keyword arguments).
+CheckpointSpec = tuple[str, dict]
 
 WARM_SHARE = 0.25  # the first transactions of a new producer and group run slow: not counted
 
@@ -37,6 +41,12 @@ class _Counting(Router):
         super().__init__(settings, **kw)
         self.target, self.seen, self.first = target, 0, None
         self.commits, self.warm_at, self.warm_seen = 0, None, 0
+        self.announce = None  # called with the checkpoint's class name once routing starts
+
+    def _loop(self) -> None:
+        if self.announce is not None:
+            self.announce({"checkpoint": type(self._checkpoint).__name__})
+        super()._loop()
 
     def _route(self, msg) -> None:
         if self.first is None:
@@ -67,7 +77,8 @@ class _Passthrough(_Counting):
         self._produce(self.out_topic, msg.key(), msg.value(), msg.headers())
 
 
-def _run_router(kind: str, settings_json: str, target: int, group: str, out_topic: str, queue) -> None:
+def _run_router(kind: str, settings_json: str, target: int, group: str, out_topic: str, queue,
+                checkpoint: CheckpointSpec | None = None, announce: bool = False) -> None:
     settings = Settings.model_validate_json(settings_json)
     cls = _Passthrough if kind == "passthrough" else _Counting
     # Latency runs use the router's defaults. A transaction grows to 8 batches while the one before commits, so
@@ -76,6 +87,11 @@ def _run_router(kind: str, settings_json: str, target: int, group: str, out_topi
     tuning = {} if kind == "latency" else {"batch_size": batch, "commit_interval": INTERVAL}
     router = cls(settings, target, instance=f"bench-{uuid.uuid4().hex[:6]}", group=group, **tuning)
     router.out_topic = out_topic
+    if checkpoint is not None:
+        module, _, name = checkpoint[0].partition(":")
+        router.checkpoint_type = functools.partial(getattr(importlib.import_module(module), name), **checkpoint[1])
+    if announce:
+        router.announce = queue.put
     if kind == "naive":
         from .naive import NaiveIndex
         router.view.index = NaiveIndex()
@@ -86,14 +102,17 @@ def _run_router(kind: str, settings_json: str, target: int, group: str, out_topi
                            f"in {router.commits} commits; preload more events")
     queue.put({"eps": (router.seen - router.warm_seen) / (router.done - router.warm_at),
                "events": router.seen - router.warm_seen, "seconds": router.done - router.warm_at,
-               "commits": router.commits, "subscriptions_loaded_s": router.first - started})
+               "commits": router.commits, "subscriptions_loaded_s": router.first - started,
+               "checkpoint": type(router._checkpoint).__name__})
 
 
-def route(kind: str, settings: Settings, target: int, out_topic: str = "", timeout: float = 600) -> dict:
+def route(kind: str, settings: Settings, target: int, out_topic: str = "", timeout: float = 600,
+          checkpoint: CheckpointSpec | None = None) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_run_router, args=(kind, settings.model_dump_json(), target,
-                                                 f"bench-{kind}-{uuid.uuid4().hex[:6]}", out_topic, queue))
+                                                 f"bench-{kind}-{uuid.uuid4().hex[:6]}", out_topic, queue,
+                                                 checkpoint))
     proc.start()
     deadline = time.monotonic() + timeout
     try:
@@ -134,16 +153,19 @@ def publish_events(settings: Settings, subs: list[Sub], count: int) -> None:
             pub.publish(etype, payload, tenant=tenant, key=tenant)
 
 
-def _background_router(kind: str, settings: Settings, group: str | None = None):
+def _background_router(kind: str, settings: Settings, group: str | None = None,
+                       checkpoint: CheckpointSpec | None = None):
     """A router process that runs until killed, routing what is published from now on (not the
     throughput runs' preloaded events: a backlog would be measured as latency). Routers given the same
-    `group` share the events' partitions, as a scaled-out deployment does."""
+    `group` share the events' partitions, as a scaled-out deployment does. Once routing, it puts
+    {"checkpoint": class name} on `proc.result_queue`."""
     extra = {**settings.extra, "consumer": {**settings.extra.get("consumer", {}), "auto.offset.reset": "latest"}}
     settings = settings.model_copy(update={"extra": extra})
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()  # kept alive with the process: the child unpickles it after start()
     proc = ctx.Process(target=_run_router, args=(kind, settings.model_dump_json(), 10**12,
-                                                 group or f"bench-{kind}-{uuid.uuid4().hex[:6]}", "", queue))
+                                                 group or f"bench-{kind}-{uuid.uuid4().hex[:6]}", "", queue,
+                                                 checkpoint, True))
     proc.start()
     proc.result_queue = queue
     return proc
@@ -156,12 +178,13 @@ def _reader(settings: Settings, reset: str, **extra) -> Consumer:
 
 
 def latency(settings: Settings, subs: list[Sub], rates: list[int], seconds: float, warm: int = 300,
-            routers: int = 1) -> dict:
+            routers: int = 1, checkpoint: CheckpointSpec | None = None) -> dict:
     """Publish at each of `rates` events/s in turn (`seconds` each, lowest first, 2 s apart); a read_committed
     consumer of every trigger topic times each trigger. `routers` router processes in one group, and one
-    publisher, throughout."""
+    publisher, throughout. Each rate's figures name the router's checkpoint class; a router that died during
+    the run fails it (its samples would stop short)."""
     group = f"bench-latency-{uuid.uuid4().hex[:6]}"
-    procs = [_background_router("latency", settings, group) for _ in range(routers)]
+    procs = [_background_router("latency", settings, group, checkpoint) for _ in range(routers)]
     consumer = _reader(settings, "latest", **{"topic.metadata.refresh.interval.ms": 1000, "fetch.wait.max.ms": 5})
     consumer.subscribe(["^" + settings.namespace.replace(".", r"\.") + r"triggers\..*"])
     samples: list[tuple[float, float]] = []  # (event time, ms from it to the trigger read)
@@ -177,6 +200,7 @@ def latency(settings: Settings, subs: list[Sub], rates: list[int], seconds: floa
     collector = threading.Thread(target=collect)
     collector.start()
     phases: list[tuple[int, float, float]] = []
+    died: list[int | None] = []
     try:
         # One publisher for every phase: a new one holds its first records until it has connected and got
         # its producer id (~0.3 s here), which at 2,000 events/s is 1.5 % of a 20 s run, i.e. the p99.
@@ -198,6 +222,8 @@ def latency(settings: Settings, subs: list[Sub], rates: list[int], seconds: floa
                 phases.append((rate, began, time.time()))
                 time.sleep(2)  # the phase's last triggers arrive before the next phase begins
         time.sleep(1)
+        died = [router.exitcode for router in procs if not router.is_alive()]
+        started = [router.result_queue.get(timeout=5)["checkpoint"] for router in procs] if not died else []
     finally:
         stop.set()
         collector.join()
@@ -205,13 +231,15 @@ def latency(settings: Settings, subs: list[Sub], rates: list[int], seconds: floa
         for router in procs:
             router.kill()
             router.join(10)
+    if died:
+        raise RuntimeError(f"a router process ended during the latency run (exit {died})")
     out = {}
     for rate, began, ended in phases:
         steady = sorted(ms for sent, ms in samples if began <= sent <= ended)
         if not steady:
             raise RuntimeError(f"no trigger arrived in the latency run at {rate}/s")
         out[rate] = {"p50": statistics.median(steady), "p99": steady[int(len(steady) * 0.99) - 1], "rate": rate,
-                     "samples": len(steady)}
+                     "samples": len(steady), "checkpoint": started[0]}
     return out
 
 

@@ -13,6 +13,7 @@ Used by benchmarks/batching.py's what-if checkpoint; the router does not use aio
 from __future__ import annotations
 
 import collections
+import sys
 
 from aiokafka import errors as Errors
 from aiokafka.producer import sender as _sender
@@ -20,7 +21,17 @@ from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import CompactArray, CompactString, Int16, Int32, Int64, Schema, TaggedFields
 
 MAGIC = b"CGMDv2:"
-REFUSED = {22: "ILLEGAL_GENERATION", 25: "UNKNOWN_MEMBER_ID", 82: "FENCED_INSTANCE_ID"}
+
+
+class FencedInstanceIdError(Errors.BrokerResponseError):
+    """Code 82, which aiokafka 0.14.0 does not know (Errors.for_code gives UnknownError)."""
+
+    errno = 82
+    message = "FENCED_INSTANCE_ID"
+    description = "another consumer with the same group.instance.id has joined the group"
+
+
+REFUSED = {22: Errors.IllegalGenerationError, 25: Errors.UnknownMemberIdError, 82: FencedInstanceIdError}
 
 
 class GroupMetadata(str):
@@ -38,7 +49,7 @@ class GroupMetadata(str):
         if not metadata.startswith(MAGIC) or len(metadata) < len(MAGIC) + 7:
             raise ValueError(f"not librdkafka group metadata: {metadata[:16]!r}")
         at = len(MAGIC)
-        generation = int.from_bytes(metadata[at:at + 4], "little", signed=True)
+        generation = int.from_bytes(metadata[at:at + 4], sys.byteorder, signed=True)  # as the writer's machine
         fields = metadata[at + 4:].split(b"\0", 2)
         if len(fields) != 3 or not fields[2]:
             raise ValueError("truncated group metadata")
@@ -121,8 +132,9 @@ class TxnOffsetCommitHandler(_sender.TxnOffsetCommitHandler):
         for _, partitions in errors:
             for _, code in partitions:
                 if code in REFUSED:  # a zombie: the transaction must abort, the producer goes on
+                    error = REFUSED[code]
                     self._sender._txn_manager.error_transaction(
-                        Errors.for_code(code)(f"{REFUSED[code]}: offsets of a stale group member refused"))
+                        error(f"{error.message}: offsets of a stale group member refused"))
                     return None
         return super().handle_response(_V0Shape(errors))  # aiokafka's handling of every other outcome
 
@@ -135,4 +147,5 @@ class _V0Shape:
 
 
 def install() -> None:
+    """For the process (the what-if's router process); tests use pytest's monkeypatch on `_sender` instead."""
     _sender.TxnOffsetCommitHandler = TxnOffsetCommitHandler

@@ -3,7 +3,8 @@ the bus's client (librdkafka) and, as baselines in the same run, through the Jav
 (both put all of a broker's partitions in one ProduceRequest; librdkafka sends one per partition).
 
     EVBUS_BOOTSTRAP=127.0.0.1:19092 python -m benchmarks.transactions --topics 1 20 200 --per-txn 2000
-    EVBUS_BOOTSTRAP=127.0.0.1:19092 python -m benchmarks.transactions --topics 200 --per-txn 400 --client python java aiokafka
+    EVBUS_BOOTSTRAP=127.0.0.1:19092 python -m benchmarks.transactions --topics 200 --per-txn 400 \
+        --client python java aiokafka
 
 Each run: a transactional producer writes `per-txn` 200-byte records spread over N one-partition topics in
 one burst, plus the consumer offsets of a 96-partition input (as the router does), and commits; `rounds`
@@ -83,16 +84,18 @@ def _python(bootstrap: str, names: list[str], source: str, group: str, per_txn: 
 
 
 def _aiokafka(bootstrap: str, names: list[str], source: str, group: str, per_txn: int, rounds: int):
-    """The same transaction through aiokafka (offsets committed with the group id alone: TxnOffsetCommit v0)."""
+    """The same transaction through aiokafka (offsets committed with the group id alone: TxnOffsetCommit v0),
+    with the what-if's producer settings (1 MiB batches: one batch per partition, as the other two clients)."""
     import asyncio
 
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer
+
+    from .aio import transactional_producer
 
     async def go():
         consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
                                     auto_offset_reset="earliest", enable_auto_commit=False)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=group, acks="all",
-                                    enable_idempotence=True, linger_ms=5)
+        producer = transactional_producer(bootstrap, group)
         await consumer.start()
         await producer.start()
         rates, steps = [], []

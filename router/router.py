@@ -48,6 +48,8 @@ GC_EVERY_S = 30.0  # the router's own collection of what is not frozen (the auto
 
 
 class Router:
+    checkpoint_type = Checkpoint  # how transactions are made (benchmarks/batching.py measures another client)
+
     def __init__(self, settings: Settings, *, instance: str | None = None, batch_size: int = 2000,
                  commit_interval: float = 0.01, idle_poll: float = 0.2, group: str | None = None,
                  max_buffered: int = 50_000) -> None:
@@ -97,7 +99,7 @@ class Router:
             self.consumer = clients.consumer(self.settings, self.group,
                                              **{"topic.metadata.refresh.interval.ms": 1000})
             stack.callback(self.consumer.close)
-            self._checkpoint = Checkpoint(self.producer, self.consumer, self.max_buffered)
+            self._checkpoint = self.checkpoint_type(self.producer, self.consumer, self.max_buffered)
             self.consumer.subscribe([self.settings.events_regex], on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_lost)
             logger.info("router %s routing events.* with %d subscriptions", self.instance, len(self.view.index))

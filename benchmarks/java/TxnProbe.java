@@ -39,6 +39,9 @@ public final class TxnProbe {
         p.put("acks", "all");
         p.put("enable.idempotence", "true");
         p.put("linger.ms", "5");
+        // A transaction's records for a partition in one batch, as librdkafka (1,000,000) and aiokafka (1 MiB here)
+        // put them; not 1 MiB: the Java client takes batch.size from its 32 MiB buffer.memory per partition.
+        p.put("batch.size", "131072");
         p.put("key.serializer", ByteArraySerializer.class.getName());
         p.put("value.serializer", ByteArraySerializer.class.getName());
 

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.harness import REPO
 
 KEYS = {"passthrough_eps", "router_eps", "naive_eps", "match_only_eps", "latency_ms", "sub_change_s",
@@ -60,14 +62,16 @@ def test_ab_runs_two_checkouts(kafka_bootstrap):
     assert len(report["a_eps"]) == len(report["b_eps"]) == 1 and report["a_eps"][0] > 0 and report["b_eps"][0] > 0
 
 
+@pytest.mark.timeout(600)
 def test_batching_what_if_runs_both_clients(kafka_bootstrap, tmp_path):
     """`python -m benchmarks.batching` keeps working: a short throughput run and a short latency phase with the
-    router's transactions through librdkafka, then through aiokafka, each in its own router process."""
+    router's transactions through librdkafka, then through aiokafka, each in its own router process (which
+    reports the checkpoint it ran: the run fails when the swap did not happen, or a router died)."""
     out = tmp_path / "batching.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks.batching", "--subscriptions", "1000", "--rates", "300",
                            "--seconds", "3", "--warm", "60", "--events", "8000", "--out", str(out)], cwd=REPO,
                           env={**os.environ, "EVBUS_BOOTSTRAP": kafka_bootstrap}, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=540)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
     for client in ("librdkafka", "aiokafka"):
