@@ -24,7 +24,7 @@ system-deps:
 
 # setup.py compiles the router's C parts (router/envelope/_v1.c, router/matching/_plan.c, router/kafka/_produce.c)
 # in place: gcc and Python's headers.
-$(STAMP): pyproject.toml setup.py router/envelope/_v1.c router/matching/_plan.c router/kafka/_produce.c
+$(STAMP): pyproject.toml setup.py router/envelope/_v1.c router/matching/_plan.c router/kafka/_produce.c router/envelope/_triggers.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

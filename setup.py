@@ -1,11 +1,13 @@
 """The compiled parts of the router's hot path: the v1 event reader (router/envelope/_v1.c), the walk of a
-subscription plan (router/matching/_plan.c) and the hand-over of a transaction's records to librdkafka
-(router/kafka/_produce.c). Optional: where they cannot be built (no C compiler), the same code in Python runs
-instead (codec.read_event_py, index.candidates_py, confluent-kafka's produce()), the same way and more slowly."""
+subscription plan (router/matching/_plan.c), an event's trigger records (router/envelope/_triggers.c) and the
+hand-over of a transaction's records to librdkafka (router/kafka/_produce.c). Optional: where they cannot be
+built (no C compiler), the same code in Python runs instead (codec.read_event_py, index.candidates_py,
+triggers.build_py, confluent-kafka's produce()), the same way and more slowly."""
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(name, [source], optional=True, extra_compile_args=["-O2", "-Wall"])
                    for name, source in [("router.envelope._v1", "router/envelope/_v1.c"),
                                         ("router.matching._plan", "router/matching/_plan.c"),
-                                        ("router.kafka._produce", "router/kafka/_produce.c")]])
+                                        ("router.kafka._produce", "router/kafka/_produce.c"),
+                                        ("router.envelope._triggers", "router/envelope/_triggers.c")]])

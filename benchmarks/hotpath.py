@@ -53,10 +53,19 @@ class _Msg:
 
 
 class _Outbox:
+    """The checkpoint's outbox and nothing after it."""
+
     pending = 0
 
     def __init__(self) -> None:
         self.records: list[tuple] = []
+
+    @property
+    def outbox(self) -> list[tuple]:
+        return self.records
+
+    def sent(self) -> None:
+        pass
 
     def send(self, *record) -> None:
         self.records.append(record)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections import Counter
 import signal
 import socket
 import time
@@ -29,7 +30,7 @@ from confluent_kafka import KafkaException, Message
 
 from . import lineage, metrics
 from .config import Settings
-from .envelope import codec, decode
+from .envelope import codec, decode, triggers
 from .envelope.cloudevents import Decoded
 from .errors import DecodeError
 from .kafka import clients, guards
@@ -66,7 +67,7 @@ class Router:
         self._filter_log = LogLimiter(logger)
         self._checkpoint: Checkpoint | None = None
         self._wires: dict[str, _Wire] = {}  # per subscription: what its triggers share
-        self._counted: list[_Wire] = []  # those with triggers not yet in the metrics
+        self._touched: list[_Wire] = []  # one per trigger routed since the metrics were last flushed
         self._routed: dict[str, Any] = {}  # per workflow: its child of TRIGGERS_ROUTED
         self._consumed: dict[str, int] = {}  # per topic, since the metrics were last flushed
         self._latency: list[int] = []  # µs from event time to routing, since the last flush
@@ -315,35 +316,49 @@ class Router:
         if result.errors:
             self._report(result, decoded, msg)
         now = time.time_ns() // 1000
-        if result.matched:
-            # encoded once per event: the routing time and where the event was read
-            stamp, source = codec.avro_long(now), codec.source_tail(topic, msg.partition(), msg.offset())
-            head = (codec.FRAME, decoded.body)
-            key, extra = msg.key(), lin.headers()
+        matched = result.matched
+        if matched:
             cycles = []
-            for entry in result.matched:
-                if lin.chain and lin.times_in_chain(entry.key) > entry.recursion:
-                    cycles.append(f"{entry.key} (recursion {entry.recursion})")
-                    continue
-                wire = self._wires.get(entry.key)
-                if wire is None or wire.entry is not entry:
-                    wire = self._wire(entry)
-                idem = f"{event.id}:{entry.name}".encode()  # once: in the value (an Avro string) and a header
-                value = b"".join((*head, wire.prefix, stamp, codec.avro_long(len(idem)), idem, source))
-                self._produce(wire.topic, key, value, [*wire.headers, ("evbus-idempotency-key", idem), *extra])
-                if not wire.count:
-                    self._counted.append(wire)
-                wire.count += 1
+            if lin.chain:  # a descendant of triggers: each subscription's recursion limit
+                allowed = []
+                for entry in matched:
+                    if lin.times_in_chain(entry.key) > entry.recursion:
+                        cycles.append(f"{entry.key} (recursion {entry.recursion})")
+                    else:
+                        allowed.append(entry)
+                matched = allowed
+            self._triggers(msg, topic, decoded, matched, now, lin)
             if cycles:
                 self._dead_letter(msg, "loop", f"cycle: {', '.join(cycles)} re-triggered by its own descendant "
                                                f"(chain {','.join(lin.chain)}; correlation {event.correlationid})")
         self._latency.append(now - codec.micros(event.time))
 
+    def _triggers(self, msg: Message, topic: str, decoded: Decoded, matched: list, now: int,
+                  lin: lineage.Lineage) -> None:
+        """One trigger per matched subscription into the open transaction (triggers.build: C where built)."""
+        if not matched:
+            return
+        cp = self._checkpoint
+        outbox = getattr(cp, "outbox", None)  # a checkpoint that takes records one at a time has none
+        records = outbox if outbox is not None else []
+        # encoded once per event: the routing time, where the event was read, its id (the idempotency keys')
+        stamp, source = codec.avro_long(now), codec.source_tail(topic, msg.partition(), msg.offset())
+        key, extra, event_id = msg.key(), lin.headers(), decoded.event.id.encode()
+        at = 0
+        while (at := triggers.build(matched, self._wires, codec.FRAME, decoded.body, stamp, source, key, extra,
+                                    event_id, records, self._touched, at)) < len(matched):
+            self._wire(matched[at])  # its first trigger, or its subscription changed
+        if outbox is not None:
+            cp.sent()
+        else:
+            for record in records:
+                cp.send(*record)
+
     def _wire(self, entry) -> "_Wire":
         """What every trigger of a subscription shares, made once per subscription (and again when it changes)."""
         topic = self.settings.trigger_topic(entry.workflow)
         self.topics.ensure(topic, partitions=self.settings.trigger_partitions)  # cached: made with the subscription
-        # A replaced wire with uncounted triggers is still in self._counted: the next flush counts them.
+        # A replaced wire with uncounted triggers is still in self._touched: the next flush counts them.
         routed = self._routed.get(entry.workflow)
         if routed is None:  # labels() takes a lock and a lookup: once per workflow
             routed = self._routed[entry.workflow] = metrics.TRIGGERS_ROUTED.labels(entry.workflow)
@@ -362,12 +377,12 @@ class Router:
         for topic, n in self._consumed.items():
             metrics.EVENTS_CONSUMED.labels(topic).inc(n)
         self._consumed.clear()
-        if self._counted:
+        if self._touched:
             matches: list = []
-            for wire in self._counted:
-                wire.flush(matches)
+            for wire, count in Counter(self._touched).items():  # counted in C
+                wire.flush(count, matches)
             metrics.MATCHES.add_many(matches)  # one lock for the transaction's subscriptions
-            self._counted.clear()
+            self._touched.clear()
         if self._latency:
             metrics.observe_many(metrics.ROUTING_LATENCY, [max(0.0, us / 1e6) for us in self._latency])
             self._latency.clear()
@@ -395,25 +410,19 @@ class Router:
 
 
 class _Wire:
-    """What every trigger of one subscription shares: its topic, its encoded subscription, tenant and
-    workflow, its headers; and its triggers not yet counted in the metrics."""
+    """What every trigger of one subscription shares (`parts`, made by triggers.parts()), and the metrics
+    its triggers are counted in."""
 
-    __slots__ = ("entry", "topic", "prefix", "headers", "labels", "count", "_routed")
+    __slots__ = ("parts", "labels", "_routed")
 
     def __init__(self, entry, topic: str, routed) -> None:
-        self.entry, self.topic, self._routed = entry, topic, routed
-        self.prefix = codec.trigger_prefix(entry.name, entry.tenant, entry.workflow)
-        self.headers = (("evbus-tenant", entry.tenant.encode()), ("evbus-subscription", entry.name.encode()))
+        self.parts, self._routed = triggers.parts(entry, topic), routed
         self.labels = (entry.tenant, entry.name)
-        self.count = 0
 
-    def flush(self, matches: list) -> None:
-        """Count the triggers in the workflow's metric; the subscription's count goes to `matches`."""
-        if not self.count:
-            return
-        self._routed.inc(self.count)
-        matches.append((self.labels, self.count))
-        self.count = 0
+    def flush(self, count: int, matches: list) -> None:
+        """Count `count` triggers in the workflow's metric; the subscription's count goes to `matches`."""
+        self._routed.inc(count)
+        matches.append((self.labels, count))
 
 
 def _where(msg: Message) -> str:

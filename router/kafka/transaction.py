@@ -119,6 +119,15 @@ class Checkpoint:
         """Add a record to the open transaction; it reaches the producer at commit time, or sooner once
         `max_buffered` records wait (memory stays bounded; 1 hands each record over at once)."""
         self._outbox.append((topic, key, value, headers))
+        self.sent()
+
+    @property
+    def outbox(self) -> list[tuple]:
+        """The open transaction's (topic, key, value, headers) records not yet handed over: append to it,
+        then call sent(), as send() does (the router appends an event's triggers at once)."""
+        return self._outbox
+
+    def sent(self) -> None:
         if len(self._outbox) >= self._max_buffered:
             if self._inflight is not None:
                 self._join_inflight()  # the next transaction begins when the one in flight is committed
