@@ -6,7 +6,8 @@ Prints a table and writes JSON with: passthrough_eps, router_eps, naive_eps, mat
 subscription count), latency_ms (p50, p99, rate; at 2,000 events/s), latency_by_rate (the same at
 100 and 500 events/s too), sub_change_s, bytes_per_subscription, machine, started_at; router_cpu_us and
 router_cpu_python_reader_us (the router's own CPU per event with the C event reader and with the Python one);
-match_only_python_walk_eps (matching alone with the plan walk in Python instead of C);
+match_only_python_walk_eps (matching alone with the plan walk in Python instead of C); router_detail (every
+passthrough and router run of which passthrough_eps and router_eps are the medians);
 delivery: the runner's 20 ms handler at concurrency 1 and 32 (benchmarks/delivery.py).
 """
 
@@ -95,8 +96,10 @@ def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) 
                 runs[kind].append(kafka_runs.route(kind, settings, n_events, out_topic)["eps"])
         out["passthrough_eps"][n] = round(statistics.median(runs["passthrough"]))
         out["router_eps"][n] = round(statistics.median(runs["router"]))
+        out["router_detail"][n] = {kind: [round(r) for r in rs] for kind, rs in runs.items()}  # every run
         log(f"kafka, {n:>7,} subscriptions: passthrough {out['passthrough_eps'][n]:,} events/s, "
-            f"router {out['router_eps'][n]:,} events/s ({out['router_eps'][n] / out['passthrough_eps'][n]:.0%})")
+            f"router {out['router_eps'][n]:,} events/s ({out['router_eps'][n] / out['passthrough_eps'][n]:.0%}); "
+            f"medians of {out['router_detail'][n]}")
         if n in naive_sizes:
             r = kafka_runs.route("naive", settings, min(n_events, 12_000 if n >= 10_000 else 60_000), out_topic)
             out["naive_eps_kafka"][n] = round(r["eps"], 1)
