@@ -119,7 +119,8 @@ class Checkpoint:
         """Add a record to the open transaction; it reaches the producer at commit time, or sooner once
         `max_buffered` records wait (memory stays bounded; 1 hands each record over at once)."""
         self._outbox.append((topic, key, value, headers))
-        self.sent()
+        if len(self._outbox) >= self._max_buffered:  # (not through sent(): one call less per record)
+            self._overflow()
 
     @property
     def outbox(self) -> list[tuple]:
@@ -129,11 +130,14 @@ class Checkpoint:
 
     def sent(self) -> None:
         if len(self._outbox) >= self._max_buffered:
-            if self._inflight is not None:
-                self._join_inflight()  # the next transaction begins when the one in flight is committed
-                if self._inflight_error is not None:
-                    return  # it failed: the next commit raises it, and the router aborts both
-            self._release()
+            self._overflow()
+
+    def _overflow(self) -> None:
+        if self._inflight is not None:
+            self._join_inflight()  # the next transaction begins when the one in flight is committed
+            if self._inflight_error is not None:
+                return  # it failed: the next commit raises it, and the router aborts both
+        self._release()
 
     def _release(self, outbox: list[tuple] | None = None) -> None:
         if outbox is None:

@@ -53,6 +53,25 @@ def test_records_arrive_as_they_were_sent(bus, checkpoint, checked):
     assert seen == want
 
 
+def test_records_appended_to_the_outbox_are_handed_over_once_max_buffered_wait(bus, checkpoint):
+    """The router appends an event's triggers to the outbox at once, then calls sent(): memory stays bounded
+    by max_buffered (plus one event's triggers), and nothing handed over early is lost or doubled."""
+    checkpoint._max_buffered = 50
+    out = bus.trigger_topic("buffered")
+    Topics(bus).ensure(out, partitions=1)
+    sent = []
+    for i in range(40):
+        records = [(out, b"k", f"{i}-{j}".encode(), [("n", b"1")]) for j in range(3)]
+        checkpoint.outbox.extend(records)
+        checkpoint.sent()
+        sent += records
+        assert len(checkpoint.outbox) < 50
+    checkpoint.pending = 1
+    checkpoint.commit()
+    got = read_all(bus, out, expect=len(sent), timeout=30)
+    assert sorted(m.value() for m in got) == sorted(r[2] for r in sent)
+
+
 def test_a_refused_record_fails_its_transaction_then_the_checked_one_names_it(bus, checkpoint):
     small = bus.trigger_topic("small")
     Topics(bus).ensure(small, partitions=1, config={"max.message.bytes": "4096"})
