@@ -77,10 +77,21 @@ class _Passthrough(_Counting):
         self._produce(self.out_topic, msg.key(), msg.value(), msg.headers())
 
 
-def _run_router(kind: str, settings_json: str, target: int, group: str, out_topic: str, queue,
+class _Spread(_Passthrough):
+    """The passthrough writing each event as it came to the trigger topics in turn (`out_topic` is their
+    list): the Kafka cost of the router's output shape, every transaction over every workflow's partition,
+    with no decoding, matching or trigger records (one record per event, where the router writes one per
+    match)."""
+
+    def route_one(self, msg) -> None:
+        self.turn = (getattr(self, "turn", 0) + 1) % len(self.out_topic)
+        self._produce(self.out_topic[self.turn], msg.key(), msg.value(), msg.headers())
+
+
+def _run_router(kind: str, settings_json: str, target: int, group: str, out_topic: str | list[str], queue,
                 checkpoint: CheckpointSpec | None = None, announce: bool = False) -> None:
     settings = Settings.model_validate_json(settings_json)
-    cls = _Passthrough if kind == "passthrough" else _Counting
+    cls = {"passthrough": _Passthrough, "spread": _Spread}.get(kind, _Counting)
     # Latency runs use the router's defaults. A transaction grows to 8 batches while the one before commits, so
     # short (smoke) runs take smaller batches: one grown transaction must not swallow the measured part.
     batch = min(BATCH, max(100, target // 40))
@@ -106,7 +117,7 @@ def _run_router(kind: str, settings_json: str, target: int, group: str, out_topi
                "checkpoint": type(router._checkpoint).__name__})
 
 
-def route(kind: str, settings: Settings, target: int, out_topic: str = "", timeout: float = 600,
+def route(kind: str, settings: Settings, target: int, out_topic: str | list[str] = "", timeout: float = 600,
           checkpoint: CheckpointSpec | None = None) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()

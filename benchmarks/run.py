@@ -7,7 +7,9 @@ subscription count), latency_ms (p50, p99, rate; at 2,000 events/s), latency_by_
 100 and 500 events/s too), sub_change_s, bytes_per_subscription, machine, started_at; router_cpu_us and
 router_cpu_python_reader_us (the router's own CPU per event with the C event reader and with the Python one);
 match_only_python_walk_eps (matching alone with the plan walk in Python instead of C); router_detail (every
-passthrough and router run of which passthrough_eps and router_eps are the medians);
+passthrough and router run of which passthrough_eps and router_eps are the medians); spread_eps (the
+passthrough writing to the trigger topics in turn instead of one topic: the Kafka cost of the router's
+output shape, benchmarks/kafka_runs.py `_Spread`);
 delivery: the runner's 20 ms handler at concurrency 1 and 32 (benchmarks/delivery.py).
 """
 
@@ -81,7 +83,8 @@ def memory_per_subscription(n: int) -> float:
 
 
 def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) -> dict:
-    out: dict = {"passthrough_eps": {}, "router_eps": {}, "naive_eps_kafka": {}, "router_detail": {}}
+    out: dict = {"passthrough_eps": {}, "spread_eps": {}, "router_eps": {}, "naive_eps_kafka": {},
+                 "router_detail": {}}
     for n in sizes:
         settings = Settings(bootstrap=bootstrap, namespace=f"b{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
         subs = subscriptions(n)
@@ -90,15 +93,19 @@ def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) 
         kafka_runs.publish_events(settings, subs, n_events)
         out_topic = settings.namespace + "bench.passthrough"
         Topics(settings).ensure(out_topic)
-        runs = {"passthrough": [], "router": []}
-        for _ in range(1 if quick else 3):  # alternate, so drift hits both alike; medians
-            for kind in ("passthrough", "router"):
-                runs[kind].append(kafka_runs.route(kind, settings, n_events, out_topic)["eps"])
-        out["passthrough_eps"][n] = round(statistics.median(runs["passthrough"]))
-        out["router_eps"][n] = round(statistics.median(runs["router"]))
+        outs = {"passthrough": out_topic, "router": out_topic,
+                "spread": [settings.trigger_topic(wf) for wf in sorted({s.workflow for s in subs})]}
+        runs: dict[str, list] = {"passthrough": [], "spread": [], "router": []}
+        for _ in range(1 if quick else 3):  # alternate, so drift hits all alike; medians
+            for kind in runs:
+                runs[kind].append(kafka_runs.route(kind, settings, n_events, outs[kind])["eps"])
+        for kind in runs:
+            out[f"{kind}_eps"][n] = round(statistics.median(runs[kind]))
         out["router_detail"][n] = {kind: [round(r) for r in rs] for kind, rs in runs.items()}  # every run
         log(f"kafka, {n:>7,} subscriptions: passthrough {out['passthrough_eps'][n]:,} events/s, "
             f"router {out['router_eps'][n]:,} events/s ({out['router_eps'][n] / out['passthrough_eps'][n]:.0%}); "
+            f"passthrough over the trigger topics {out['spread_eps'][n]:,} events/s "
+            f"(router {out['router_eps'][n] / out['spread_eps'][n]:.0%} of it); "
             f"medians of {out['router_detail'][n]}")
         if n in naive_sizes:
             r = kafka_runs.route("naive", settings, min(n_events, 12_000 if n >= 10_000 else 60_000), out_topic)
@@ -173,13 +180,16 @@ def main() -> None:
 
 def print_table(r: dict) -> None:
     print("\n| subscriptions | match only (events/s) | naive match (events/s) | router CPU alone (µs/event) "
-          "| passthrough (events/s) | router (events/s) | router / passthrough |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          "| passthrough (events/s) | router (events/s) | router / passthrough "
+          "| passthrough over the trigger topics (events/s) | router / it |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sorted(r["match_only_eps"]):
-        pt, ro = r["passthrough_eps"].get(n), r["router_eps"].get(n)
+        pt, ro, sp = r["passthrough_eps"].get(n), r["router_eps"].get(n), r.get("spread_eps", {}).get(n)
         ratio = f"{ro / pt:.0%}" if pt and ro else "-"
+        spread = f"{ro / sp:.0%}" if sp and ro else "-"
         print(f"| {n:,} | {r['match_only_eps'][n]:,} | {r['naive_eps'].get(n, '-')} "
-              f"| {r.get('router_cpu_us', {}).get(n, '-')} | {pt or '-'} | {ro or '-'} | {ratio} |")
+              f"| {r.get('router_cpu_us', {}).get(n, '-')} | {pt or '-'} | {ro or '-'} | {ratio} "
+              f"| {sp or '-'} | {spread} |")
     print()
     for rate, lat in r.get("latency_by_rate", {}).items():
         print(f"latency at {rate}/s: p50 {lat['p50']} ms, p99 {lat['p99']} ms")
