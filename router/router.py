@@ -344,10 +344,13 @@ class Router:
         # encoded once per event: the routing time, where the event was read, its id (the idempotency keys')
         stamp, source = codec.avro_long(now), codec.source_tail(topic, msg.partition(), msg.offset())
         key, extra, event_id = msg.key(), lin.headers(), decoded.event.id.encode()
-        at = 0
+        at, wired = 0, -1
         while (at := triggers.build(matched, self._wires, codec.FRAME, decoded.body, stamp, source, key, extra,
                                     event_id, records, self._touched, at)) < len(matched):
+            if at == wired:  # a wire just made for it was refused: a bug, not a record to skip
+                raise RuntimeError(f"no trigger can be built for {matched[at].key}")
             self._wire(matched[at])  # its first trigger, or its subscription changed
+            wired = at
         if outbox is not None:
             cp.sent()
         else:

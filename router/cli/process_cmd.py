@@ -30,7 +30,8 @@ from .common import bootstrap_option, handle_errors, long_running, settings
                    "still running): what a trigger may wait at low rates. Lower means more transactions.")
 @click.option("--max-buffered", type=int, default=50_000, show_default=True,
               help="Records a transaction holds before handing them to the producer (all at commit time "
-                   "when fewer: its partitions then join the transaction in one round trip).")
+                   "when fewer: its partitions then join the transaction in one round trip); checked after each "
+                   "event, so an event's triggers go over together.")
 @bootstrap_option
 @handle_errors
 def route(instance, metrics_port, batch_size, commit_interval, max_buffered, bootstrap) -> None:

@@ -36,31 +36,35 @@ static int bytes_arg(PyObject *o, const char *what) {
     return -1;
 }
 
-/* The wire's parts for this entry, borrowed from the wire (kept alive by `wires`); NULL with no error set
- * when the caller must make the wire first. */
+/* The wire's parts for this entry and the wire, both new references; NULL with no error set when the
+ * caller must make the wire first. (Lookups can run Python code: nothing borrowed is kept across them.) */
 static PyObject *parts_for(PyObject *wires, PyObject *entry, PyObject **wire_out) {
     PyObject *key = PyObject_GetAttr(entry, str_key);
     if (key == NULL)
         return NULL;
     PyObject *wire = PyDict_GetItemWithError(wires, key);
+    Py_XINCREF(wire);
     Py_DECREF(key);
     if (wire == NULL)
         return NULL;
     PyObject *parts = PyObject_GetAttr(wire, str_parts);
     if (parts == NULL)
-        return NULL;
-    Py_DECREF(parts);  /* the wire holds it, and `wires` holds the wire while this call runs */
-    if (!PyTuple_Check(parts) || PyTuple_GET_SIZE(parts) != P_SIZE) {
+        goto no;
+    if (!PyTuple_CheckExact(parts) || PyTuple_GET_SIZE(parts) != P_SIZE) {
         PyErr_SetString(PyExc_TypeError, "a wire's parts must be the tuple triggers.parts() makes");
-        return NULL;
+        goto no;
     }
     if (PyTuple_GET_ITEM(parts, P_ENTRY) != entry)
-        return NULL;
+        goto no;
     if (bytes_arg(PyTuple_GET_ITEM(parts, P_PREFIX), "a wire's prefix") < 0 ||
         bytes_arg(PyTuple_GET_ITEM(parts, P_SUFFIX), "a wire's suffix") < 0)
-        return NULL;
+        goto no;
     *wire_out = wire;
     return parts;
+no:
+    Py_XDECREF(parts);
+    Py_DECREF(wire);
+    return NULL;
 }
 
 static PyObject *one(PyObject *parts, PyObject *key, PyObject *extra, const char *frame, Py_ssize_t frame_n,
@@ -88,7 +92,7 @@ static PyObject *one(PyObject *parts, PyObject *key, PyObject *extra, const char
     memcpy(at, len, len_n), at += len_n;
     memcpy(at, PyBytes_AS_STRING(idem), id_n + suffix_n), at += id_n + suffix_n;
     memcpy(at, source, source_n);
-    Py_ssize_t n_extra = PyList_GET_SIZE(extra);
+    Py_ssize_t n_extra = PyTuple_GET_SIZE(extra);
     if ((header = PyTuple_Pack(2, str_idem, idem)) == NULL || (headers = PyList_New(3 + n_extra)) == NULL)
         goto fail;
     PyList_SET_ITEM(headers, 0, Py_NewRef(PyTuple_GET_ITEM(parts, P_TENANT)));
@@ -96,7 +100,7 @@ static PyObject *one(PyObject *parts, PyObject *key, PyObject *extra, const char
     PyList_SET_ITEM(headers, 2, header);
     header = NULL;
     for (Py_ssize_t h = 0; h < n_extra; h++)
-        PyList_SET_ITEM(headers, 3 + h, Py_NewRef(PyList_GET_ITEM(extra, h)));
+        PyList_SET_ITEM(headers, 3 + h, Py_NewRef(PyTuple_GET_ITEM(extra, h)));
     PyObject *record = PyTuple_Pack(4, PyTuple_GET_ITEM(parts, P_TOPIC), key, value, headers);
     Py_DECREF(idem);
     Py_DECREF(value);
@@ -116,25 +120,33 @@ static PyObject *build(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     PyObject *matched = args[0], *wires = args[1], *frame = args[2], *stamp = args[4], *source = args[5];
-    PyObject *key = args[6], *extra = args[7], *event_id = args[8], *outbox = args[9], *touched = args[10];
+    PyObject *key = args[6], *extra_list = args[7], *event_id = args[8], *outbox = args[9], *touched = args[10];
     Py_ssize_t start = PyLong_AsSsize_t(args[11]);
     if (start == -1 && PyErr_Occurred())
         return NULL;
-    if (!PyList_Check(matched) || !PyDict_Check(wires) || !PyList_Check(extra) || !PyList_Check(outbox) ||
-        !PyList_Check(touched)) {
+    if (!PyList_CheckExact(matched) || !PyDict_CheckExact(wires) || !PyList_CheckExact(extra_list) ||
+        !PyList_CheckExact(outbox) || !PyList_CheckExact(touched)) {
         PyErr_SetString(PyExc_TypeError, "matched, extra, outbox and touched must be lists; wires a dict");
         return NULL;
     }
     if (bytes_arg(frame, "frame") < 0 || bytes_arg(stamp, "stamp") < 0 || bytes_arg(source, "source") < 0 ||
         bytes_arg(event_id, "event_id") < 0 || (key != Py_None && bytes_arg(key, "key") < 0))
         return NULL;
-    Py_buffer body;
-    if (PyObject_GetBuffer(args[3], &body, PyBUF_SIMPLE) < 0)
+    PyObject *extra = PyList_AsTuple(extra_list);  /* fixed while records are built */
+    if (extra == NULL)
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(matched), i;
-    for (i = start < 0 ? 0 : start; i < n; i++) {
+    Py_buffer body;
+    if (PyObject_GetBuffer(args[3], &body, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(extra);
+        return NULL;
+    }
+    Py_ssize_t i;
+    if (start > PyList_GET_SIZE(matched))  /* past the end: as build_py */
+        start = PyList_GET_SIZE(matched);
+    /* the length is read at every step: lookups can run Python code, which could shrink the list */
+    for (i = start < 0 ? 0 : start; i < PyList_GET_SIZE(matched); i++) {
         PyObject *entry = PyList_GET_ITEM(matched, i), *wire = NULL;
-        Py_INCREF(entry);  /* getattr and dict lookups can run Python code */
+        Py_INCREF(entry);
         PyObject *parts = parts_for(wires, entry, &wire);
         Py_DECREF(entry);
         if (parts == NULL) {
@@ -142,8 +154,6 @@ static PyObject *build(PyObject *module, PyObject *const *args, Py_ssize_t nargs
                 goto fail;
             break;  /* no wire yet, or one of a replaced entry */
         }
-        Py_INCREF(parts);
-        Py_INCREF(wire);
         PyObject *record = one(parts, key, extra, PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), &body,
                                PyBytes_AS_STRING(stamp), PyBytes_GET_SIZE(stamp), PyBytes_AS_STRING(source),
                                PyBytes_GET_SIZE(source), PyBytes_AS_STRING(event_id), PyBytes_GET_SIZE(event_id));
@@ -155,9 +165,11 @@ static PyObject *build(PyObject *module, PyObject *const *args, Py_ssize_t nargs
             goto fail;
     }
     PyBuffer_Release(&body);
+    Py_DECREF(extra);
     return PyLong_FromSsize_t(i);
 fail:
     PyBuffer_Release(&body);
+    Py_DECREF(extra);
     return NULL;
 }
 

@@ -117,7 +117,9 @@ class Checkpoint:
 
     def send(self, topic: str, key, value, headers) -> None:
         """Add a record to the open transaction; it reaches the producer at commit time, or sooner once
-        `max_buffered` records wait (memory stays bounded; 1 hands each record over at once)."""
+        `max_buffered` records wait (memory stays bounded; 1 hands each record over at once). The router
+        appends an event's triggers to `outbox` and calls sent() once: they are handed over together, so the
+        bound is max_buffered plus one event's triggers."""
         self._outbox.append((topic, key, value, headers))
         if len(self._outbox) >= self._max_buffered:  # (not through sent(): one call less per record)
             self._overflow()

@@ -117,3 +117,40 @@ def test_the_c_builder_leaks_nothing():
     grown = _held_after(run)
     assert grown < 64 * 1024, f"{grown} bytes still held after 18,000 triggers"
     assert sys.getrefcount(key) == before
+
+
+
+def test_c_survives_lookups_that_change_what_it_reads():
+    """Attribute and dict lookups can run Python code: a key whose hash empties the list being read, and a
+    wire whose parts are computed each time, must not crash it or make it read freed memory."""
+    class Key(str):
+        def __hash__(self):
+            matched.clear()
+            return str.__hash__(self)
+
+    a, b = _entry("a"), _entry("b")
+    matched = [a, b]
+    wires = {a.key: Wire(a, "t.a"), b.key: Wire(b, "t.b")}
+    object.__setattr__(a, "key", Key(a.key))
+    _, body = _event({})
+    out = _run(triggers.build_c, matched, wires, body)
+    assert out[0] == 1 and len(out[1]) == 1  # a was built; the list was then empty
+
+    class Computed:
+        def __init__(self, entry):
+            self.entry = entry
+
+        @property
+        def parts(self):
+            return triggers.parts(self.entry, "t.c")  # a new tuple each time, held by nobody else
+
+    c = _entry("c")
+    assert _run(triggers.build_c, [c], {c.key: Computed(c)}, body)[1][0][0] == "t.c"
+    assert _run(triggers.build_py, [c], {c.key: Computed(c)}, body)[1][0][0] == "t.c"
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_start_past_the_end_returns_the_length(build):
+    a = _entry("a")
+    _, body = _event({})
+    assert _run(build, [a], {a.key: Wire(a, "t")}, body, start=5) == (1, [], [])
