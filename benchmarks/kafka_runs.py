@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import multiprocessing as mp
 import statistics
 import threading
@@ -37,8 +38,9 @@ class _Counting(Router):
     count; with group commit the slow first transactions absorb many events, so a number of commits is
     no measure of warm)."""
 
-    def __init__(self, settings, target: int, **kw) -> None:
+    def __init__(self, settings, target: int, out_topic: str | list[str] = "", **kw) -> None:
         super().__init__(settings, **kw)
+        self.out_topic = out_topic
         self.target, self.seen, self.first = target, 0, None
         self.commits, self.warm_at, self.warm_seen = 0, None, 0
         self.announce = None  # called with the checkpoint's class name once routing starts
@@ -83,9 +85,12 @@ class _Spread(_Passthrough):
     with no decoding, matching or trigger records (one record per event, where the router writes one per
     match)."""
 
+    def __init__(self, settings, target: int, out_topic: list[str], **kw) -> None:
+        super().__init__(settings, target, out_topic, **kw)
+        self._turns = itertools.cycle(out_topic).__next__
+
     def route_one(self, msg) -> None:
-        self.turn = (getattr(self, "turn", 0) + 1) % len(self.out_topic)
-        self._produce(self.out_topic[self.turn], msg.key(), msg.value(), msg.headers())
+        self._produce(self._turns(), msg.key(), msg.value(), msg.headers())
 
 
 def _run_router(kind: str, settings_json: str, target: int, group: str, out_topic: str | list[str], queue,
@@ -96,8 +101,7 @@ def _run_router(kind: str, settings_json: str, target: int, group: str, out_topi
     # short (smoke) runs take smaller batches: one grown transaction must not swallow the measured part.
     batch = min(BATCH, max(100, target // 40))
     tuning = {} if kind == "latency" else {"batch_size": batch, "commit_interval": INTERVAL}
-    router = cls(settings, target, instance=f"bench-{uuid.uuid4().hex[:6]}", group=group, **tuning)
-    router.out_topic = out_topic
+    router = cls(settings, target, out_topic, instance=f"bench-{uuid.uuid4().hex[:6]}", group=group, **tuning)
     if checkpoint is not None:
         module, _, name = checkpoint[0].partition(":")
         router.checkpoint_type = functools.partial(getattr(importlib.import_module(module), name), **checkpoint[1])

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections import Counter
 import signal
 import socket
 import time
+from collections import Counter
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from typing import Any
