@@ -22,9 +22,10 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven gcc; \
 	fi
 
-# setup.py compiles the router's C parts (router/envelope/_v1.c, router/matching/_plan.c, router/kafka/_produce.c)
-# in place: gcc and Python's headers.
-$(STAMP): pyproject.toml setup.py router/envelope/_v1.c router/matching/_plan.c router/kafka/_produce.c router/envelope/_triggers.c
+# setup.py compiles the router's C parts (router/_route.c, router/envelope/_v1.c and _triggers.c,
+# router/matching/_plan.c, router/kafka/_produce.c) in place: gcc and Python's headers.
+$(STAMP): pyproject.toml setup.py router/envelope/_v1.c router/matching/_plan.c router/kafka/_produce.c router/envelope/_triggers.c \
+	  router/_route.c router/_avro.h
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -60,4 +61,4 @@ chaos: install
 	$(PY) -m chaos.run $(if $(QUICK),--quick,) --out chaos-results/latest.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis bench-results chaos-results build router/envelope/_v1.*.so router/matching/_plan.*.so router/kafka/_produce.*.so
+	rm -rf $(VENV) .pytest_cache .hypothesis bench-results chaos-results build router/*.so router/*/*.so

@@ -23,6 +23,12 @@ from .kafka import clients
 from .kafka.admin import Topics
 
 
+def event_headers(event: Event) -> list[tuple[str, bytes]]:
+    """The headers every published event carries, for consumers that filter without decoding (the router
+    reads the value, not these)."""
+    return [("evbus-tenant", event.tenant.encode()), ("evbus-type", event.type.encode())]
+
+
 class Publisher:
     def __init__(self, settings: Settings | None = None, *, source: str = "evbus/client") -> None:
         self.settings = settings or Settings.from_env()
@@ -49,7 +55,7 @@ class Publisher:
              lineage_: lineage.Lineage | None = None) -> None:
         topic = self.settings.events_topic(event.type)
         self._topics.ensure(topic)
-        headers = [("evbus-tenant", event.tenant.encode()), ("evbus-type", event.type.encode())]
+        headers = event_headers(event)
         if lineage_ is not None:
             headers += lineage_.headers()
         value = codec.encode_event(event)

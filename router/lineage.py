@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 HOPS_HEADER = "evbus-hops"
 CHAIN_HEADER = "evbus-chain"
+HEADERS = (HOPS_HEADER, CHAIN_HEADER)  # what from_headers() reads
 HOP_LIMIT = 16
 MAX_CHAIN = 64  # entries kept in the header; the hop limit stops a chain long before this
 

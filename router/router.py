@@ -26,19 +26,26 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 from confluent_kafka import KafkaException, Message
 
 from . import lineage, metrics
 from .config import Settings
-from .envelope import codec, decode, triggers
+from .envelope import cloudevents, codec, decode, triggers
 from .envelope.cloudevents import Decoded
 from .errors import DecodeError
 from .kafka import clients, guards
 from .kafka.admin import Topics
 from .kafka.transaction import Checkpoint, DeliveryFailed, classify, fatal
+from .matching import index as matching
 from .matching.index import MatchResult
 from .ratelimit import LogLimiter
 from .subscriptions.store import LiveView
+
+try:
+    from . import _route as native  # the common case of _route in C, built by `pip install` (setup.py)
+except ImportError:
+    native = None
 
 logger = logging.getLogger(__name__)
 DLQ_VALUE_LIMIT = clients.MAX_MESSAGE_BYTES - 128 * 1024  # room for the dead letter's own headers
@@ -50,6 +57,7 @@ GC_EVERY_S = 30.0  # the router's own collection of what is not frozen (the auto
 
 class Router:
     checkpoint_type = Checkpoint  # how transactions are made (benchmarks/batching.py measures another client)
+    fast_route = True  # the common case in C (router/_route.c) where built; False: every record through _route
 
     def __init__(self, settings: Settings, *, instance: str | None = None, batch_size: int = 2000,
                  commit_interval: float = 0.01, idle_poll: float = 0.2, group: str | None = None,
@@ -76,6 +84,15 @@ class Router:
         self._failed = False  # the loop ended on an exception: a revoke at close aborts instead of committing
         self._frozen_at = 0  # plans and wires made when the long-lived objects were last frozen
         self._collected_at = time.monotonic()
+        self._fast = self._fast_context() if native is not None and self.fast_route else None
+
+    def _fast_context(self) -> tuple:
+        """What router/_route.c reads, in the order it reads it: the view (its lock and index, read per
+        event), where _route's checks and parts live, and the router's own per-event state."""
+        return (self.view, matching.SubscriptionIndex, cloudevents._VALID, self.settings.max_event_bytes,
+                codec.FRAME, codec._read_v1, orjson.loads, matching.candidates, matching._KEY, codec.micros,
+                self._consumed, self._latency, self._wires, self._touched, self._wire, triggers.build, [],
+                cloudevents.READ_HEADERS + lineage.HEADERS)
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -153,13 +170,30 @@ class Router:
         first = self.consumer.poll(timeout)
         if first is None:
             return 0
-        self._route(first)
-        cp.pending += 1
+        self._route_all((first,))
         rest = self.consumer.consume(self.batch_size - 1, 0)
-        for msg in rest:
-            self._route(msg)
-            cp.pending += 1
+        self._route_all(rest)
         return 1 + len(rest)
+
+    def _route_all(self, msgs) -> None:
+        """Route msgs in order into the open transaction: the common case in C (router/_route.c: a root
+        event in the current version, filters the index decides), every other record through _route."""
+        cp = self._checkpoint
+        if self._fast is None or getattr(cp, "outbox", None) is None:  # (a checkpoint that takes records one by one)
+            for msg in msgs:
+                self._route(msg)
+                cp.pending += 1
+            return
+        at, n = 0, len(msgs)
+        while at < n:
+            done, slow = native.route(self._fast, msgs, at, cp.outbox, cp.max_buffered)
+            cp.pending += done - at
+            cp.sent()  # hands the outbox over once max_buffered records wait
+            at = done
+            if slow:
+                self._route(msgs[at])
+                cp.pending += 1
+                at += 1
 
     def _loop(self) -> None:
         try:

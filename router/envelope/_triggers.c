@@ -14,20 +14,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "../_avro.h"
+
 static PyObject *str_key, *str_parts, *str_idem;
 
 enum { P_ENTRY, P_TOPIC, P_PREFIX, P_TENANT, P_SUBSCRIPTION, P_SUFFIX, P_SIZE };
-
-static int varint(unsigned char *buf, long long n) {
-    unsigned long long z = ((unsigned long long)n << 1) ^ (unsigned long long)(n >> 63);
-    int len = 0;
-    while (z > 0x7F) {
-        buf[len++] = (unsigned char)((z & 0x7F) | 0x80);
-        z >>= 7;
-    }
-    buf[len++] = (unsigned char)z;
-    return len;
-}
 
 static int bytes_arg(PyObject *o, const char *what) {
     if (PyBytes_Check(o))
@@ -78,7 +69,7 @@ static PyObject *one(PyObject *parts, PyObject *key, PyObject *extra, const char
     memcpy(PyBytes_AS_STRING(idem), id, id_n);
     memcpy(PyBytes_AS_STRING(idem) + id_n, PyBytes_AS_STRING(suffix), suffix_n);
     unsigned char len[10];
-    int len_n = varint(len, id_n + suffix_n);
+    int len_n = avro_zigzag(len, id_n + suffix_n);
     PyObject *value = PyBytes_FromStringAndSize(NULL, frame_n + body->len + prefix_n + stamp_n + len_n + id_n +
                                                           suffix_n + source_n);
     PyObject *header = NULL, *headers = NULL;

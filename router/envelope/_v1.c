@@ -11,6 +11,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include "../_avro.h"
 #include <datetime.h>
 #include <structmember.h>
 
@@ -149,14 +151,8 @@ static PyObject *avro_long(PyObject *module, PyObject *arg) {
     long long n = PyLong_AsLongLong(arg);
     if (n == -1 && PyErr_Occurred())
         return NULL;
-    unsigned long long z = ((unsigned long long)n << 1) ^ (unsigned long long)(n >> 63);
     unsigned char buf[10];
-    int len = 0;
-    while (z > 0x7F) {
-        buf[len++] = (unsigned char)((z & 0x7F) | 0x80);
-        z >>= 7;
-    }
-    buf[len++] = (unsigned char)z;
+    int len = avro_zigzag(buf, n);
     return PyBytes_FromStringAndSize((const char *)buf, len);
 }
 

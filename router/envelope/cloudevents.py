@@ -18,6 +18,7 @@ from .model import Event, check_tenant, check_type
 
 Headers = Sequence[tuple[str, bytes | None]] | None
 STRUCTURED = "application/cloudevents"
+READ_HEADERS = ("ce_specversion", "content-type")  # decode() reads a record's headers only when one is there
 REQUIRED = ("id", "source", "specversion", "type")
 
 
@@ -126,9 +127,9 @@ def decode(value: bytes | None, headers: Headers, max_bytes: int) -> Decoded:
         raise DecodeError("oversized", f"record is {len(value)} bytes; the limit is {max_bytes}")
     if headers:  # the bus's own events often have none: no header map to build
         h = _headers(headers)
-        if "ce_specversion" in h:
+        if READ_HEADERS[0] in h:
             return _binary(value, h)
-        if h.get("content-type", b"").startswith(_STRUCTURED):
+        if h.get(READ_HEADERS[1], b"").startswith(_STRUCTURED):
             return _structured(value)
     if value is not None and value[:codec.HEADER.size] == codec.FRAME:  # the current version: forwarded as it came
         event = codec.read_event_v1(value)

@@ -130,6 +130,11 @@ class Checkpoint:
         then call sent(), as send() does (the router appends an event's triggers at once)."""
         return self._outbox
 
+    @property
+    def max_buffered(self) -> int:
+        """How many records the outbox may hold before sent() hands them over."""
+        return self._max_buffered
+
     def sent(self) -> None:
         if len(self._outbox) >= self._max_buffered:
             self._overflow()

@@ -30,7 +30,7 @@ def test_quick_bench_writes_its_report(kafka_bootstrap, tmp_path):
     assert report["spread_eps"]["1000"] > 0  # the passthrough over the trigger topics, same run
     assert len(report["router_detail"]["1000"]["router"]) == 1  # every run beside the medians (one in --quick)
     assert report["router_cpu_us"]["1000"] > 0 and report["router_cpu_us"]["10000"] > 0
-    assert report["router_cpu_python_reader_us"]["1000"] > 0  # the baseline of the C event reader, same run
+    assert report["router_cpu_route_py_us"]["1000"] > 0  # the baseline of the C common case, same run
     assert report["match_only_python_walk_eps"]["1000"] > 0  # the baseline of the C plan walk, same run
     assert "| subscriptions |" in done.stdout
     assert report["delivery"]["order_violations"] == 0  # per-key order held at concurrency 32

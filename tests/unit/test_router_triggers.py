@@ -52,19 +52,10 @@ def _router(checkpoint, entries) -> Router:
     return router
 
 
-class _WithHeaders(_Msg):
-    __slots__ = ("_headers",)
-
-    def headers(self):
-        return self._headers
-
-
 def _msg(i: int, headers=None) -> _Msg:
     value = codec.encode_event(new_event("user.created", {"n": i}, tenant="acme", source="t", max_bytes=1 << 16,
                                          event_id=f"e{i}"))
-    msg = _WithHeaders("rt.events.user", i, b"acme", value)
-    msg._headers = headers
-    return msg
+    return _Msg("rt.events.user", i, b"acme", value, headers)
 
 
 def _strip(records):

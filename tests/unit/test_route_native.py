@@ -1,0 +1,235 @@
+"""The common case of routing in C (router/_route.c) against Router._route, its reference: the same records,
+dead letters, counts and latency samples, record by record, whichever path each record takes; the records
+it must leave to Router._route are left there, from their start; the outbox is handed over at max_buffered."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from benchmarks.hotpath import _Msg
+from benchmarks.matching import build_index
+from benchmarks.workload import events, subscriptions
+from router import lineage
+from router.client import event_headers
+from router.config import Settings
+from router.envelope import codec, new_event
+from router.matching.filters import compile_filter
+from router.matching.index import Entry
+from router.router import Router, native
+
+assert native is not None, "router/_route.c is not built: `make install` builds it"
+
+SUBS = subscriptions(2000)
+
+
+class _Topics:
+    def ensure(self, *_, **__) -> None:
+        pass
+
+
+class _Checkpoint:
+    """An outbox that hands its records over (to `handed`) once max_buffered wait, as Checkpoint does."""
+
+    pending = 0
+
+    def __init__(self, max_buffered: int = 1 << 40) -> None:
+        self.outbox: list[tuple] = []
+        self.handed: list[tuple] = []
+        self.max_buffered = max_buffered
+        self.overflows = 0
+
+    def sent(self) -> None:
+        if len(self.outbox) >= self.max_buffered:
+            self.overflows += 1
+            self.handed += self.outbox
+            self.outbox = []
+
+    def send(self, *record) -> None:  # the dead letters' way in
+        self.outbox.append(record)
+        self.sent()
+
+    def records(self) -> list[tuple]:
+        return self.handed + self.outbox
+
+
+class _Counted(Router):
+    """Counts the records Router._route itself routes (those the C path left to it)."""
+
+    slow = 0
+
+    def _route(self, msg) -> None:
+        self.slow += 1
+        super()._route(msg)
+
+
+def _router(checkpoint, extra_entries=(), fast: bool = True) -> _Counted:
+    router = _Counted(Settings(bootstrap="127.0.0.1:9", namespace="rt."))
+    index = build_index(SUBS)
+    for entry in extra_entries:
+        index.put(entry)
+    router.view.index = index
+    router.topics = _Topics()
+    router._checkpoint = checkpoint
+    if not fast:
+        router._fast = None
+    return router
+
+
+class _Full(_Msg):
+    __slots__ = ("_error",)
+
+    def error(self):
+        return self._error
+
+
+def _msg(i: int, value: bytes | None, key: bytes | None = b"k", headers=None, error=None,
+         topic: str = "rt.events.user") -> _Full:
+    msg = _Full(topic, i, key, value, headers)
+    msg._error = error
+    return msg
+
+
+def _event(i: int, etype: str, payload, tenant: str) -> bytes:
+    return codec.encode_event(new_event(etype, payload, tenant=tenant, source="t", max_bytes=1 << 20,
+                                        event_id=f"e{i}"))
+
+
+def _workload(count: int, seed: int = 7) -> list[_Full]:
+    """Events as the Publisher sends them (its headers on every one)."""
+    out = []
+    for i, (tenant, etype, payload) in enumerate(events(SUBS, count, seed=seed)):
+        event = new_event(etype, payload, tenant=tenant, source="t", max_bytes=1 << 20, event_id=f"e{i}")
+        out.append(_msg(i, codec.encode_event(event), key=tenant.encode() if i % 3 else None,
+                        headers=event_headers(event), topic=f"rt.events.{event.domain}"))
+    return out
+
+
+def _strip(records):
+    """Records without the times that differ from run to run (routing time, dead-letter time)."""
+    out = []
+    for topic, key, value, headers in records:
+        if topic.endswith("deadletters") or any(h[0] == "evbus-dlq-reason" for h in headers or ()):
+            out.append((topic, key, value, [h for h in headers if h[0] != "evbus-dlq-time"]))
+            continue
+        trigger = codec.decode_trigger(value)
+        trigger.pop("routed_at")
+        out.append((topic, key, repr(trigger), headers))
+    return out
+
+
+def _route_both(msgs, extra_entries=(), max_buffered: int = 1 << 40, chunk: int = 500):
+    """The same records through Router._route one by one, and through _route_all in chunks."""
+    ref_cp, fast_cp = _Checkpoint(max_buffered), _Checkpoint(max_buffered)
+    ref, fast = _router(ref_cp, extra_entries, fast=False), _router(fast_cp, extra_entries)
+    for m in msgs:
+        ref._route(m)
+    for i in range(0, len(msgs), chunk):
+        fast._route_all(msgs[i:i + chunk])
+    assert len(fast._latency) == len(ref._latency)  # one sample per event routed (not per dead letter)
+    assert _strip(fast_cp.records()) == _strip(ref_cp.records())
+    assert fast._consumed == ref._consumed
+    assert Counter(w.labels for w in fast._touched) == Counter(w.labels for w in ref._touched)
+    return ref, fast, ref_cp, fast_cp
+
+
+def test_the_workload_routes_as_router_route_does_and_in_c_once_warm():
+    msgs = _workload(3000)
+    ref, fast, ref_cp, fast_cp = _route_both(msgs + msgs)
+    assert len(fast_cp.records()) > 3000  # ~1 trigger per event at 2,000 subscriptions
+    # The first records of a (type, tenant) pair or of a new plan go through Router._route (it validates the
+    # pair and makes the plan); once they are made, every record of the workload is routed in C.
+    assert fast.slow < len(msgs)
+    before = fast.slow
+    fast._route_all(msgs)
+    assert fast.slow == before
+
+
+def test_records_the_c_path_leaves_to_router_route_are_routed_there_from_their_start():
+    good = _workload(200, seed=3)
+    tenant, etype, payload = events(SUBS, 1, seed=3)[0]
+    body = _event(9000, etype, payload, tenant)
+    odd = [
+        _msg(9001, body[:-3]),  # cut short: bad Avro, a dead letter
+        _msg(9002, b"\x00\x09" + body[2:]),  # another frame: an unknown version
+        _msg(9003, None),  # no value
+        _msg(9004, body, headers=[(lineage.HOPS_HEADER, b"1"), (lineage.CHAIN_HEADER, b"x/y")]),  # a descendant
+        _msg(9005, body, headers=[(lineage.HOPS_HEADER, b"99")]),  # past the hop limit: a dead letter
+        _msg(9006, _event(9006, etype, payload, "new-tenant-9")),  # a pair not validated yet
+        _msg(9007, body, headers=[("ce_specversion", b"1.0")]),  # CloudEvents headers: not an Avro event
+        _msg(9008, b"x" * 3_000_000),  # oversized
+        _msg(9009, body, headers=[]),  # an empty header list is no headers
+        _msg(9010, body, headers=[("evbus-tenant", b"x"), ("X-Other", None)]),  # headers _route does not read
+        _msg(9011, body, headers=[("Content-Type", b"application/cloudevents+json")]),  # structured: not JSON
+        _msg(9012, body, headers=[("CE_SPECVERSION", b"1.0")]),  # any case: binary mode
+        _msg(9013, body, headers=[("EVBUS-HOPS", b"3")]),  # not a lineage header for _route (case), left to it
+        _msg(9014, body, headers=[("caf\u00e9", b"1")]),  # a name that is not ASCII: left to _route
+        _msg(9015, body, headers=[("content-type", b"application/json")]),
+    ]
+    mixed = good[:100] + odd + good[100:] + odd
+    random.Random(5).shuffle(mixed)
+    ref, fast, _, fast_cp = _route_both(good + mixed)
+    dead = [r for r in fast_cp.records() if any(h[0] == "evbus-dlq-reason" for h in r[3] or ())]
+    assert len(dead) >= 8
+    # once their pairs and plans are made, all but three are left to _route: 9006 (its pair is checked
+    # now), 9009 and 9010 (headers _route does not read) are routed in C
+    before = fast.slow
+    fast._route_all(odd)
+    assert fast.slow - before == len(odd) - 3
+
+
+def test_a_payload_that_is_not_json_is_a_dead_letter_on_either_path():
+    tenant, etype, payload = events(SUBS, 1, seed=11)[0]
+    good = _event(1, etype, payload, tenant)
+    event = codec.read_event_v1(good)
+    bad = codec.encode_event(type(event)(**{**{f: getattr(event, f) for f in event.__slots__}, "data": b"{nope"}))
+    msgs = [_msg(1, good), _msg(2, bad), _msg(3, good)]
+    ref, fast, _, fast_cp = _route_both(msgs + msgs)
+    assert any(("evbus-dlq-reason", b"invalid-json") in (r[3] or ()) for r in fast_cp.records())
+
+
+def test_filters_for_the_cel_engine_and_filters_that_err_go_through_router_route():
+    tenant, etype, payload = events(SUBS, 1, seed=13)[0]
+    cel = compile_filter('size(event) > 0 && "x" + "y" == "xy"')  # not captured by the index
+    errs = compile_filter("event.missing_field > 3")  # a captured filter that errs on these events
+    extra = [Entry.build(f"{tenant}/cel-one", "cel-one", tenant, "wf-cel", (etype,), cel),
+             Entry.build(f"{tenant}/errs", "errs", tenant, "wf-errs", (etype,), errs)]
+    msgs = [_msg(i, _event(i, etype, payload, tenant)) for i in range(50)]
+    ref, fast, _, fast_cp = _route_both(msgs, extra)
+    assert fast.slow == len(msgs)  # every one of them needs the CEL engine or reports an error
+    assert sum(1 for r in fast_cp.records() if r[0].endswith("wf-cel")) == len(msgs)
+
+
+def test_the_outbox_is_handed_over_at_max_buffered():
+    msgs = _workload(1000, seed=17)
+    ref, fast, ref_cp, fast_cp = _route_both(msgs + msgs, max_buffered=64)
+    assert fast_cp.overflows >= len(fast_cp.handed) // 70 > 5
+    # handed over as soon as max_buffered records wait: never more than one event's triggers past it
+    assert len(fast_cp.outbox) < 64 + 10
+
+
+def test_a_consumer_error_is_left_to_router_route():
+    class _Err:
+        def fatal(self):
+            return False
+
+        def __str__(self):
+            return "broker down"
+    msgs = _workload(20, seed=19)
+    msgs.insert(5, _msg(99, None, error=_Err()))
+    ref, fast, _, _ = _route_both(msgs)
+    assert fast._consumed == ref._consumed
+
+
+def test_wrong_arguments_are_refused():
+    router = _router(_Checkpoint())
+    msgs = _workload(3)
+    with pytest.raises(TypeError):
+        native.route(router._fast[:-1], msgs, 0, [], 10)
+    with pytest.raises(TypeError):
+        native.route(router._fast, iter(msgs), 0, [], 10)
+    with pytest.raises(TypeError):
+        native.route(router._fast, msgs, 0, (), 10)
+    assert native.route(router._fast, msgs, 5, [], 10) == (3, False)  # a start past the end
