@@ -25,12 +25,13 @@
 
 enum {
     C_VIEW, C_INDEX_TYPE, C_VALID, C_MAX_BYTES, C_FRAME, C_READ_EVENT, C_LOADS, C_CANDIDATES, C_SORT_KEY,
-    C_MICROS, C_CONSUMED, C_LATENCY, C_WIRES, C_TOUCHED, C_WIRE, C_BUILD, C_EXTRA, C_HEADER_NAMES, C_SIZE
+    C_MICROS, C_CONSUMED, C_LATENCY, C_WIRES, C_TOUCHED, C_WIRE, C_BUILD, C_EXTRA, C_HEADER_NAMES, C_NO_META,
+    C_SIZE
 };
 
 static PyObject *s_error, *s_headers, *s_value, *s_topic, *s_key, *s_partition, *s_offset, *s_lock, *s_index,
     *s_plans, *s_acquire, *s_release, *s_type, *s_tenant, *s_data, *s_id, *s_time, *s_meta, *s_always,
-    *s_needs_data, *s_eq, *s_has, *s_scan, *s_sort, *kw_key, *one_int;
+    *s_needs_data, *s_meta_users, *s_eq, *s_has, *s_scan, *s_sort, *kw_key, *one_int;
 
 static PyObject *call0(PyObject *obj, PyObject *name) {
     PyObject *args[1] = {obj};
@@ -80,7 +81,12 @@ static PyObject *match(PyObject **c, PyObject *index, PyObject *event, PyObject 
     if (needs < 0)
         goto error;
     if (needs) {
-        if ((meta = call0(event, s_meta)) == NULL || (errors = PyList_New(0)) == NULL ||
+        Py_CLEAR(attr);
+        if ((attr = PyObject_GetAttr(plan, s_meta_users)) == NULL)
+            goto error;
+        int users = PyObject_IsTrue(attr);  /* filters that name `meta`: only then is it built */
+        if (users < 0 || (meta = users ? call0(event, s_meta) : Py_NewRef(c[C_NO_META])) == NULL ||
+            (errors = PyList_New(0)) == NULL ||
             (eq = PyObject_GetAttr(plan, s_eq)) == NULL || (has = PyObject_GetAttr(plan, s_has)) == NULL ||
             (scan = PyObject_GetAttr(plan, s_scan)) == NULL)
             goto error;
@@ -436,7 +442,7 @@ PyMODINIT_FUNC PyInit__route(void) {
         {&s_partition, "partition"}, {&s_offset, "offset"}, {&s_lock, "lock"}, {&s_index, "index"},
         {&s_plans, "_plans"}, {&s_acquire, "acquire"}, {&s_release, "release"}, {&s_type, "type"},
         {&s_tenant, "tenant"}, {&s_data, "data"}, {&s_id, "id"}, {&s_time, "time"}, {&s_meta, "meta"},
-        {&s_always, "always"}, {&s_needs_data, "needs_data"}, {&s_eq, "eq"}, {&s_has, "has"}, {&s_scan, "scan"},
+        {&s_always, "always"}, {&s_needs_data, "needs_data"}, {&s_meta_users, "meta_users"}, {&s_eq, "eq"}, {&s_has, "has"}, {&s_scan, "scan"},
         {&s_sort, "sort"}};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
         if ((*names[k].slot = PyUnicode_InternFromString(names[k].text)) == NULL)

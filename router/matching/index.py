@@ -61,6 +61,7 @@ class Entry:
     anchors: tuple | None = None  # None: filed under scan
     recursion: int = 0  # re-triggers by its own descendants allowed in one causation chain (lineage.py)
     exact: bool = False  # the filter is its anchor (`event.a == "x"`, `in [...]`): found through it ⇒ true
+    uses_meta: bool = False  # the filter names `meta` (the envelope): only then is it built per event
 
     @classmethod
     def build(cls, key: str, name: str, tenant: str, workflow: str, patterns: tuple[str, ...],
@@ -69,7 +70,7 @@ class Entry:
             return cls(key, name, tenant, workflow, patterns, False, recursion=recursion)
         decide, anchors, exact = _analyse(filter.text)
         return cls(key, name, tenant, workflow, patterns, True, sys.intern(filter.text), decide,
-                   None if decide else filter, anchors, recursion, exact)
+                   None if decide else filter, anchors, recursion, exact, "meta" in filter.text)
 
 
 class MatchResult:
@@ -89,7 +90,7 @@ def _top_field(path: tuple) -> str | None:
 class Bucket:
     """One tenant's subscriptions on one pattern, held as entries (no lookup by key per event)."""
 
-    __slots__ = ("always", "scan", "eq", "has", "size", "needs_data")
+    __slots__ = ("always", "scan", "eq", "has", "size", "needs_data", "meta_users")
 
     def __init__(self) -> None:
         self.always: dict[str, Entry] = {}  # no filter: every event of the type matches
@@ -98,6 +99,7 @@ class Bucket:
         self.has: dict[tuple, dict[str, Entry]] = {}
         self.size = 0
         self.needs_data = False
+        self.meta_users = 0  # entries whose filter names `meta`: none, and the match passes NO_META
 
     @classmethod
     def merged(cls, buckets: tuple["Bucket", ...]) -> "Bucket":
@@ -115,10 +117,12 @@ class Bucket:
                 for k, entries in table.items():
                     merged.setdefault(k, {}).update(entries)
         out.needs_data = bool(out.scan or out.eq or out.has)
+        out.meta_users = sum(b.meta_users for b in buckets)  # (a count of more than 0 is what matters)
         return out
 
     def add(self, entry: Entry) -> None:
         self.size += 1
+        self.meta_users += entry.uses_meta
         if not entry.filtered:
             self.always[entry.key] = entry
         elif entry.anchors is None:
@@ -133,6 +137,7 @@ class Bucket:
 
     def remove(self, entry: Entry) -> None:
         self.size -= 1
+        self.meta_users -= entry.uses_meta
         if not entry.filtered:
             self.always.pop(entry.key, None)
         elif entry.anchors is None:
@@ -159,6 +164,7 @@ class Bucket:
 
 _KEY = attrgetter("key")
 _EMPTY = Bucket()
+NO_META: dict[str, Any] = {}  # what filters that never name `meta` get for it (never written to)
 
 
 class SubscriptionIndex:
@@ -248,7 +254,7 @@ class SubscriptionIndex:
         if plan.always:
             matched += plan.always.values()
         if plan.needs_data:
-            self._filtered(plan, payload(), meta(), result)
+            self._filtered(plan, payload(), meta() if plan.meta_users else NO_META, result)
         if len(matched) > 1:
             matched.sort(key=_KEY)
         return result

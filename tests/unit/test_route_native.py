@@ -233,3 +233,34 @@ def test_wrong_arguments_are_refused():
     with pytest.raises(TypeError):
         native.route(router._fast, msgs, 0, (), 10)
     assert native.route(router._fast, msgs, 5, [], 10) == (3, False)  # a start past the end
+
+
+def test_filters_that_name_meta_get_the_envelope_on_either_path():
+    tenant, etype, payload = events(SUBS, 1, seed=23)[0]
+    extra = [Entry.build(f"{tenant}/by-source", "by-source", tenant, "wf-meta", (etype,),
+                         compile_filter('meta.source == "t"')),
+             Entry.build(f"{tenant}/other-source", "other-source", tenant, "wf-meta2", (etype,),
+                         compile_filter('meta.source == "u" || meta.subject == "x"'))]
+    msgs = [_msg(i, _event(i, etype, payload, tenant)) for i in range(20)]
+    ref, fast, _, fast_cp = _route_both(msgs + msgs, extra)
+    assert sum(1 for r in fast_cp.records() if r[0].endswith(".wf-meta")) == 40
+    assert not any(r[0].endswith(".wf-meta2") for r in fast_cp.records())
+    assert fast.slow < 5  # routed in C once the pair and the plan are made
+
+
+def test_a_bucket_counts_the_filters_that_name_meta_as_subscriptions_come_and_go():
+    from router.matching.index import SubscriptionIndex
+    index = SubscriptionIndex()
+
+    def entry(name, text):
+        return Entry.build(f"t/{name}", name, "t", "wf", ("user.created",), compile_filter(text) if text else None)
+    index.put(entry("a", 'event.x == 1'))
+    index.put(entry("b", 'meta.source == "s"'))
+    assert index.plan("t", "user.created").meta_users == 1
+    index.put(entry("b", 'event.y == 2'))  # replaced: no longer names meta
+    assert index.plan("t", "user.created").meta_users == 0
+    index.put(entry("c", 'has(meta.subject) && event.x == 1'))
+    index.put(entry("d", None))
+    assert index.plan("t", "user.created").meta_users == 1
+    index.remove("t/c")
+    assert index.plan("t", "user.created").meta_users == 0
