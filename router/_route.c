@@ -3,16 +3,16 @@
  *
  * route(ctx, msgs, start, outbox, limit) → (index, slow)
  *   Routes msgs[start:] as Router._route would, for as long as each record is the common case: no consumer
- *   error, no headers (a root event: no lineage to read), a v1 Avro event within max_bytes whose (type,
- *   tenant) pair was validated before and whose payload is JSON, a plan already made for its tenant and
- *   type in the router's SubscriptionIndex, and no filter that needs the CEL engine or errs. Its triggers
- *   are built by ctx's `build` (triggers.build) into `outbox`, a wire made through ctx's `wire` when one is
- *   missing. Returns (index of the record it stopped before, True) when that record needs Router._route,
- *   whose work it has not started; (index after the last record routed, False) when every record is
- *   routed or the outbox holds `limit` records or more (the caller calls the checkpoint's sent()).
- *   Headers are the common case when every name is ASCII and none is one of ctx's header names (compared
- *   without case: those that make a record a CloudEvent or a descendant, which Router._route reads).
- *   Deciding runs no side effect: a record left to Router._route is routed there from the start.
+ *   error; headers Router._route does not read (every name ASCII and none of ctx's header names, compared
+ *   without case: those that make a record a CloudEvent or a descendant); a v1 Avro event within max_bytes
+ *   with a valid (type, tenant) pair and a JSON payload; the router's SubscriptionIndex; and no filter that
+ *   needs the CEL engine or errs. A pair met the first time is checked by ctx's check_pair and a plan
+ *   missing is made by index.plan(), as decode() and match() do; a wire missing is made by ctx's `wire`.
+ *   The triggers are built by ctx's `build` (triggers.build) into `outbox`.
+ *   Returns (index of the record it stopped before, True) when that record needs Router._route, whose
+ *   work it has not started (beyond the caches both fill: the checked pair, the plan); (index after the
+ *   last record routed, False) when every record is routed or the outbox holds `limit` records or more
+ *   (the caller then calls the checkpoint's sent()).
  *
  * ctx is the tuple Router._fast_context() makes, in the order of the enum below.
  */
@@ -26,12 +26,12 @@
 enum {
     C_VIEW, C_INDEX_TYPE, C_VALID, C_MAX_BYTES, C_FRAME, C_READ_EVENT, C_LOADS, C_CANDIDATES, C_SORT_KEY,
     C_MICROS, C_CONSUMED, C_LATENCY, C_WIRES, C_TOUCHED, C_WIRE, C_BUILD, C_EXTRA, C_HEADER_NAMES, C_NO_META,
-    C_SIZE
+    C_CHECK_PAIR, C_SIZE
 };
 
 static PyObject *s_error, *s_headers, *s_value, *s_topic, *s_key, *s_partition, *s_offset, *s_lock, *s_index,
     *s_plans, *s_acquire, *s_release, *s_type, *s_tenant, *s_data, *s_id, *s_time, *s_meta, *s_always,
-    *s_needs_data, *s_meta_users, *s_eq, *s_has, *s_scan, *s_sort, *kw_key, *one_int;
+    *s_needs_data, *s_meta_users, *s_plan, *s_eq, *s_has, *s_scan, *s_sort, *kw_key, *one_int;
 
 static PyObject *call0(PyObject *obj, PyObject *name) {
     PyObject *args[1] = {obj};
@@ -62,12 +62,18 @@ static PyObject *match(PyObject **c, PyObject *index, PyObject *event, PyObject 
     if (!PyDict_CheckExact(plans))
         goto slow;
     tenant_plans = PyDict_GetItemWithError(plans, tenant);
-    if (tenant_plans == NULL || !PyDict_CheckExact(tenant_plans))
-        goto slow_or_error;
-    plan = PyDict_GetItemWithError(tenant_plans, type);
-    if (plan == NULL)
-        goto slow_or_error;  /* not made yet: SubscriptionIndex.plan() makes it */
-    Py_INCREF(plan);
+    if (tenant_plans != NULL && !PyDict_CheckExact(tenant_plans))
+        goto slow;
+    plan = tenant_plans == NULL ? NULL : PyDict_GetItemWithError(tenant_plans, type);
+    if (plan != NULL)
+        Py_INCREF(plan);
+    else if (PyErr_Occurred())
+        goto error;
+    else {  /* not made yet: SubscriptionIndex.plan() makes it, as match() does */
+        PyObject *args[3] = {index, tenant, type};
+        if ((plan = PyObject_VectorcallMethod(s_plan, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)) == NULL)
+            goto deferred;
+    }
     if ((attr = PyObject_GetAttr(plan, s_always)) == NULL)
         goto error;
     if (!PyDict_CheckExact(attr))
@@ -117,9 +123,6 @@ deferred:
     if (!deferrable())
         goto error;
     goto slow;
-slow_or_error:
-    if (PyErr_Occurred())
-        goto error;
 error:
 slow:
     Py_XDECREF(plans);
@@ -328,8 +331,13 @@ static int one(PyObject **c, PyObject *msg, PyObject *outbox) {
     int valid = PySet_Contains(c[C_VALID], pair);
     if (valid < 0)
         goto done;
-    if (!valid)
-        goto slow;  /* a pair not checked yet */
+    if (!valid) {  /* a pair not checked yet: checked here as decode() does, a DecodeError left to _route */
+        PyObject *args[2] = {type, tenant};
+        PyObject *none = PyObject_Vectorcall(c[C_CHECK_PAIR], args, 2, NULL);
+        if (none == NULL)
+            goto deferred;
+        Py_DECREF(none);
+    }
     if ((data = PyObject_GetAttr(event, s_data)) == NULL)
         goto done;
     if ((payload = PyObject_CallOneArg(c[C_LOADS], data)) == NULL)
@@ -442,7 +450,8 @@ PyMODINIT_FUNC PyInit__route(void) {
         {&s_partition, "partition"}, {&s_offset, "offset"}, {&s_lock, "lock"}, {&s_index, "index"},
         {&s_plans, "_plans"}, {&s_acquire, "acquire"}, {&s_release, "release"}, {&s_type, "type"},
         {&s_tenant, "tenant"}, {&s_data, "data"}, {&s_id, "id"}, {&s_time, "time"}, {&s_meta, "meta"},
-        {&s_always, "always"}, {&s_needs_data, "needs_data"}, {&s_meta_users, "meta_users"}, {&s_eq, "eq"}, {&s_has, "has"}, {&s_scan, "scan"},
+        {&s_always, "always"}, {&s_needs_data, "needs_data"}, {&s_meta_users, "meta_users"},
+        {&s_plan, "plan"}, {&s_eq, "eq"}, {&s_has, "has"}, {&s_scan, "scan"},
         {&s_sort, "sort"}};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
         if ((*names[k].slot = PyUnicode_InternFromString(names[k].text)) == NULL)

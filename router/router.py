@@ -92,7 +92,7 @@ class Router:
         return (self.view, matching.SubscriptionIndex, cloudevents._VALID, self.settings.max_event_bytes,
                 codec.FRAME, codec._read_v1, orjson.loads, matching.candidates, matching._KEY, codec.micros,
                 self._consumed, self._latency, self._wires, self._touched, self._wire, triggers.build, [],
-                cloudevents.READ_HEADERS + lineage.HEADERS, matching.NO_META)
+                cloudevents.READ_HEADERS + lineage.HEADERS, matching.NO_META, cloudevents.check_pair)
 
     def stop(self, *_: object) -> None:
         self._stopping = True

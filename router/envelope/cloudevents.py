@@ -137,17 +137,21 @@ def decode(value: bytes | None, headers: Headers, max_bytes: int) -> Decoded:
     else:  # an older writer (forwarded in the current version), or a DecodeError for anything else
         event = codec.decode_event(value)
         view = memoryview(codec.encode_event(event))[codec.HEADER.size:]
-    checked = (event.type, event.tenant)
-    if checked not in _VALID:
-        try:
-            check_type(event.type)
-            check_tenant(event.tenant)
-        except EventValidationError as exc:
-            raise DecodeError("invalid-attribute", str(exc)) from None
-        if len(_VALID) >= 100_000:  # bounded: tenants × types seen
-            _VALID.clear()
-        _VALID.add(checked)
+    if (event.type, event.tenant) not in _VALID:
+        check_pair(event.type, event.tenant)
     return Decoded(event, view, "avro", _parse(event.data))
+
+
+def check_pair(event_type: str, tenant: str) -> None:
+    """check_type and check_tenant, once per (type, tenant) pair: a DecodeError names what is wrong."""
+    try:
+        check_type(event_type)
+        check_tenant(tenant)
+    except EventValidationError as exc:
+        raise DecodeError("invalid-attribute", str(exc)) from None
+    if len(_VALID) >= 100_000:  # bounded: tenants × types seen
+        _VALID.clear()
+    _VALID.add((event_type, tenant))
 
 
 _STRUCTURED = STRUCTURED.encode()

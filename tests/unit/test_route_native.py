@@ -135,16 +135,25 @@ def _route_both(msgs, extra_entries=(), max_buffered: int = 1 << 40, chunk: int 
     return ref, fast, ref_cp, fast_cp
 
 
-def test_the_workload_routes_as_router_route_does_and_in_c_once_warm():
+def test_the_workload_routes_as_router_route_does_and_all_in_c():
     msgs = _workload(3000)
     ref, fast, ref_cp, fast_cp = _route_both(msgs + msgs)
     assert len(fast_cp.records()) > 3000  # ~1 trigger per event at 2,000 subscriptions
-    # The first records of a (type, tenant) pair or of a new plan go through Router._route (it validates the
-    # pair and makes the plan); once they are made, every record of the workload is routed in C.
-    assert fast.slow < len(msgs)
-    before = fast.slow
-    fast._route_all(msgs)
-    assert fast.slow == before
+    # a pair met the first time is checked, a plan and a wire made, without leaving C
+    assert fast.slow == 0
+
+
+def test_an_invalid_tenant_or_type_is_a_dead_letter_on_either_path():
+    tenant, etype, payload = events(SUBS, 1, seed=29)[0]
+    good = codec.read_event_v1(_event(1, etype, payload, tenant))
+    fields = {f: getattr(good, f) for f in good.__slots__}
+    bad_tenant = codec.encode_event(type(good)(**{**fields, "tenant": "no spaces allowed"}))
+    bad_type = codec.encode_event(type(good)(**{**fields, "type": "Not.A-Type!"}))
+    msgs = [_msg(1, bad_tenant), _msg(2, _event(2, etype, payload, tenant)), _msg(3, bad_type)]
+    ref, fast, _, fast_cp = _route_both(msgs + msgs)
+    reasons = [dict(r[3]).get("evbus-dlq-reason") for r in fast_cp.records()]
+    assert reasons.count(b"invalid-attribute") == 4
+    assert fast.slow == 4  # checked in C, left to _route, which dead-letters them
 
 
 def test_records_the_c_path_leaves_to_router_route_are_routed_there_from_their_start():
@@ -173,8 +182,8 @@ def test_records_the_c_path_leaves_to_router_route_are_routed_there_from_their_s
     ref, fast, _, fast_cp = _route_both(good + mixed)
     dead = [r for r in fast_cp.records() if any(h[0] == "evbus-dlq-reason" for h in r[3] or ())]
     assert len(dead) >= 8
-    # once their pairs and plans are made, all but three are left to _route: 9006 (its pair is checked
-    # now), 9009 and 9010 (headers _route does not read) are routed in C
+    # all but three are left to _route: 9006 (a new pair), 9009 and 9010 (headers _route does not read)
+    # are routed in C
     before = fast.slow
     fast._route_all(odd)
     assert fast.slow - before == len(odd) - 3
