@@ -1,7 +1,8 @@
 /* The walk of one (tenant, type) plan for an event, in C: index.py's `candidates_py` line for line, which
  * stays as its reference and fallback (tests/unit/test_native.py holds the two side by side). The
- * predicates themselves (decide closures, resolve, has_path, key) stay Python and are called from here;
- * what moves to C is the loop around them, the largest part of matching in py-spy.
+ * predicates of a decided filter are evaluated here when the entry has them as data (`native`, made by
+ * predicates.native_tree: tests hold it equal to the `decide` closure); any other part (a nested path,
+ * matches(), resolve, has_path, key) stays Python and is called from here.
  *
  * candidates(eq, has, scan, event, meta, matched, errors) -> list of entries left for the CEL engine:
  *   eq:   {path: (field | None, {value: {key: Entry}})}    anchors by value
@@ -14,7 +15,146 @@
 #include <Python.h>
 
 static PyObject *ERROR_ = NULL, *resolve = NULL, *key_of = NULL, *has_path = NULL;
-static PyObject *s_exact = NULL, *s_decide = NULL, *overload = NULL;
+static PyObject *s_exact = NULL, *s_decide = NULL, *s_native = NULL, *overload = NULL;
+
+/* predicates.native_tree's encoding */
+enum { N_AND, N_OR, N_NOT, N_CONST, N_FIELD, N_PY };
+enum { F_HAS, F_EQ_STR, F_EQ, F_IN, F_CMP, F_SIZE, F_STR };
+
+static PyObject *bool_ref(int truth) {
+    return Py_NewRef(truth ? Py_True : Py_False);
+}
+
+static PyObject *rich(PyObject *v, PyObject *arg, int op) {  /* v <op> arg as a bool, no identity shortcut */
+    PyObject *r = PyObject_RichCompare(v, arg, op);
+    if (r == NULL)
+        return NULL;
+    int truth = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return truth < 0 ? NULL : bool_ref(truth);
+}
+
+/* A predicate on a top-level field: _compile_pred's on_field with _value_test's test. */
+static PyObject *field_test(PyObject *node, PyObject *event) {
+    if (PyTuple_GET_SIZE(node) != 5) {
+        PyErr_SetString(PyExc_TypeError, "a field node is (N_FIELD, field, test, op, arg)");
+        return NULL;
+    }
+    PyObject *field = PyTuple_GET_ITEM(node, 1), *arg = PyTuple_GET_ITEM(node, 4);
+    long test = PyLong_AsLong(PyTuple_GET_ITEM(node, 2)), op = PyLong_AsLong(PyTuple_GET_ITEM(node, 3));
+    if ((test == -1 || op == -1) && PyErr_Occurred())
+        return NULL;
+    if (!PyDict_CheckExact(event))
+        return Py_NewRef(ERROR_);
+    if (test == F_HAS) {
+        int in = PyDict_Contains(event, field);
+        return in < 0 ? NULL : bool_ref(in);
+    }
+    PyObject *v = PyDict_GetItemWithError(event, field);  /* borrowed: the event is not changed below */
+    if (v == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(ERROR_);
+    int number = PyLong_CheckExact(v) || PyFloat_CheckExact(v);
+    switch (test) {
+    case F_EQ_STR:
+        if (!PyUnicode_CheckExact(v))
+            return bool_ref(0);
+        return rich(v, arg, Py_EQ);
+    case F_EQ:  /* predicates.equal with a null, bool or number literal */
+        if (arg == Py_None)
+            return bool_ref(v == Py_None);
+        if (PyBool_Check(arg))
+            return bool_ref(PyBool_Check(v) && v == arg);
+        if (!number)
+            return bool_ref(0);
+        return rich(v, arg, Py_EQ);
+    case F_IN: {
+        PyObject *k = PyUnicode_CheckExact(v) || number ? Py_NewRef(v) : PyObject_CallOneArg(key_of, v);
+        if (k == NULL)
+            return NULL;
+        int in = PySet_Contains(arg, k);
+        Py_DECREF(k);
+        return in < 0 ? NULL : bool_ref(in);
+    }
+    case F_CMP:
+        return number ? rich(v, arg, (int)op) : Py_NewRef(ERROR_);
+    case F_SIZE: {
+        Py_ssize_t n;
+        if (PyUnicode_CheckExact(v))
+            n = PyUnicode_GET_LENGTH(v);
+        else if (PyList_CheckExact(v))
+            n = PyList_GET_SIZE(v);
+        else if (PyDict_CheckExact(v))
+            n = PyDict_GET_SIZE(v);
+        else
+            return Py_NewRef(ERROR_);
+        PyObject *size = PyLong_FromSsize_t(n);
+        if (size == NULL)
+            return NULL;
+        PyObject *r = rich(size, arg, (int)op);
+        Py_DECREF(size);
+        return r;
+    }
+    case F_STR: {
+        if (!PyUnicode_CheckExact(v))
+            return Py_NewRef(ERROR_);
+        Py_ssize_t r = op == 2 ? PyUnicode_Contains(v, arg)
+                               : PyUnicode_Tailmatch(v, arg, 0, PY_SSIZE_T_MAX, op == 0 ? -1 : 1);
+        return r < 0 ? NULL : bool_ref((int)r);
+    }
+    }
+    PyErr_Format(PyExc_ValueError, "unknown field test %ld", test);
+    return NULL;
+}
+
+/* compile_tree's function for the tree `node` encodes, on (event, meta): True, False or ERROR. */
+static PyObject *evaluate(PyObject *node, PyObject *event, PyObject *meta) {
+    if (!PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) < 2) {
+        PyErr_SetString(PyExc_TypeError, "a node is a tuple made by predicates.native_tree");
+        return NULL;
+    }
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(node, 0));
+    if (kind == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *arg = PyTuple_GET_ITEM(node, 1);
+    switch (kind) {
+    case N_FIELD:
+        return field_test(node, event);
+    case N_PY:
+        return PyObject_CallFunctionObjArgs(arg, event, meta, NULL);
+    case N_CONST:
+        return Py_NewRef(arg);
+    case N_NOT: {
+        PyObject *r = evaluate(arg, event, meta);
+        if (r == NULL || r == ERROR_)
+            return r;
+        int truth = PyObject_Not(r);
+        Py_DECREF(r);
+        return truth < 0 ? NULL : bool_ref(truth);
+    }
+    case N_AND:
+    case N_OR: {  /* conjunction / disjunction: the first False (True) decides; else an error errs */
+        if (!PyTuple_CheckExact(arg)) {
+            PyErr_SetString(PyExc_TypeError, "an and/or node holds a tuple of nodes");
+            return NULL;
+        }
+        PyObject *decisive = kind == N_AND ? Py_False : Py_True;
+        int error = 0;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(arg); i++) {
+            PyObject *r = evaluate(PyTuple_GET_ITEM(arg, i), event, meta);
+            if (r == NULL)
+                return NULL;
+            int stop = r == decisive;
+            error |= r == ERROR_;
+            Py_DECREF(r);
+            if (stop)
+                return Py_NewRef(decisive);
+        }
+        return Py_NewRef(error ? ERROR_ : kind == N_AND ? Py_True : Py_False);
+    }
+    }
+    PyErr_Format(PyExc_ValueError, "unknown node kind %ld", kind);
+    return NULL;
+}
 
 static int file_hits(PyObject *hit, PyObject *exact, PyObject *check) {
     Py_ssize_t pos = 0;
@@ -119,17 +259,26 @@ static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t 
             goto fail;
     pos = 0;
     while (PyDict_Next(check, &pos, &k, &entry)) {
-        PyObject *decide = PyObject_GetAttr(entry, s_decide);
-        if (decide == NULL)
+        PyObject *outcome, *native = PyObject_GetAttr(entry, s_native);
+        if (native == NULL)
             goto fail;
-        if (decide == Py_None) {
-            Py_DECREF(decide);
-            if (PyList_Append(rest, entry) < 0)
+        if (native != Py_None) {  /* decide as data: evaluated here */
+            outcome = evaluate(native, event, meta);
+            Py_DECREF(native);
+        } else {
+            Py_DECREF(native);
+            PyObject *decide = PyObject_GetAttr(entry, s_decide);
+            if (decide == NULL)
                 goto fail;
-            continue;
+            if (decide == Py_None) {
+                Py_DECREF(decide);
+                if (PyList_Append(rest, entry) < 0)
+                    goto fail;
+                continue;
+            }
+            outcome = PyObject_CallFunctionObjArgs(decide, event, meta, NULL);
+            Py_DECREF(decide);
         }
-        PyObject *outcome = PyObject_CallFunctionObjArgs(decide, event, meta, NULL);
-        Py_DECREF(decide);
         if (outcome == NULL)
             goto fail;
         int rc = 0;
@@ -172,7 +321,17 @@ static PyObject *configure(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* decide(native, event, meta): the C evaluation of a filter encoded by predicates.native_tree (for tests). */
+static PyObject *decide(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (ERROR_ == NULL || nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "decide(native, event, meta) after configure()");
+        return NULL;
+    }
+    return evaluate(args[0], args[1], args[2]);
+}
+
 static PyMethodDef methods[] = {
+    {"decide", (PyCFunction)(void (*)(void))decide, METH_FASTCALL, "decide(native, event, meta) -> True, False or ERROR."},
     {"candidates", (PyCFunction)(void (*)(void))candidates, METH_FASTCALL,
      "candidates(eq, has, scan, event, meta, matched, errors) -> entries left for CEL."},
     {"configure", configure, METH_VARARGS, "configure(ERROR, resolve, key, has_path, message)."},
@@ -183,7 +342,8 @@ static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_plan", NULL, -1
 PyMODINIT_FUNC PyInit__plan(void) {
     s_exact = PyUnicode_InternFromString("exact");
     s_decide = PyUnicode_InternFromString("decide");
-    if (s_exact == NULL || s_decide == NULL)
+    s_native = PyUnicode_InternFromString("native");
+    if (s_exact == NULL || s_decide == NULL || s_native == NULL)
         return NULL;
     return PyModule_Create(&module_def);
 }

@@ -31,16 +31,18 @@ from . import predicates as pr
 from .filters import Filter, FilterError, activation
 from .patterns import PatternTrie
 
-_ANALYSED: dict[str, tuple[Any, Any, bool]] = {}  # filter text → (decide or None, anchors, exact): shared
+_ANALYSED: dict[str, tuple[Any, Any, bool, Any]] = {}  # filter text → (decide, anchors, exact, native): shared
 
 
-def _analyse(text: str) -> tuple[Any, Any, bool]:
+def _analyse(text: str) -> tuple[Any, Any, bool, Any]:
     found = _ANALYSED.get(text)
     if found is None:
         tree = pr.analyse(text)
         anchors = pr.anchors(tree)
-        found = (pr.compile_tree(tree) if pr.captured(tree) else None,
-                 tuple(dict.fromkeys(anchors)) if anchors is not None else None, pr.exact(tree))
+        captured = pr.captured(tree)
+        found = (pr.compile_tree(tree) if captured else None,
+                 tuple(dict.fromkeys(anchors)) if anchors is not None else None, pr.exact(tree),
+                 pr.native_tree(tree) if captured else None)
         if len(_ANALYSED) >= 65536:
             _ANALYSED.clear()
         _ANALYSED[text] = found
@@ -62,15 +64,16 @@ class Entry:
     recursion: int = 0  # re-triggers by its own descendants allowed in one causation chain (lineage.py)
     exact: bool = False  # the filter is its anchor (`event.a == "x"`, `in [...]`): found through it ⇒ true
     uses_meta: bool = False  # the filter names `meta` (the envelope): only then is it built per event
+    native: tuple | None = None  # `decide` as data for the C plan walk (predicates.native_tree)
 
     @classmethod
     def build(cls, key: str, name: str, tenant: str, workflow: str, patterns: tuple[str, ...],
               filter: Filter | None, recursion: int = 0) -> "Entry":
         if filter is None:
             return cls(key, name, tenant, workflow, patterns, False, recursion=recursion)
-        decide, anchors, exact = _analyse(filter.text)
+        decide, anchors, exact, native = _analyse(filter.text)
         return cls(key, name, tenant, workflow, patterns, True, sys.intern(filter.text), decide,
-                   None if decide else filter, anchors, recursion, exact, "meta" in filter.text)
+                   None if decide else filter, anchors, recursion, exact, "meta" in filter.text, native)
 
 
 class MatchResult:

@@ -499,3 +499,47 @@ def _value_test(pr: Pred):
 _PLAIN = frozenset((str, int, float))  # key(v) is v itself
 _NUMBER = frozenset((int, float))
 _SIZED = frozenset((str, list, dict))
+
+
+# ---- the same functions as data, for the C plan walk (_plan.c evaluates them without calling Python) ----
+# A node is (N_AND | N_OR, children), (N_NOT, child), (N_CONST, value), (N_FIELD, field, test, op, arg) for
+# a predicate on a top-level field, or (N_PY, function) for any other: compile_tree's function for it.
+N_AND, N_OR, N_NOT, N_CONST, N_FIELD, N_PY = range(6)
+F_HAS, F_EQ_STR, F_EQ, F_IN, F_CMP, F_SIZE, F_STR = range(7)
+_RICH = {"<": 0, "<=": 1, "==": 2, "!=": 3, ">": 4, ">=": 5}  # Py_LT ... Py_GE
+_STR_METHODS = {"startsWith": 0, "endsWith": 1, "contains": 2}
+
+
+def native_tree(node: Any) -> tuple:
+    """compile_tree(node) as data, for _plan.c: the same answers (tests/unit/test_native.py)."""
+    t = type(node)
+    if t is Pred:
+        return _native_pred(node) or (N_PY, _compile_pred(node))
+    if t is Const:
+        return (N_CONST, node.value)
+    if t is Not:
+        return (N_NOT, native_tree(node.item))
+    if t is And or t is Or:
+        return (N_AND if t is And else N_OR, tuple(native_tree(i) for i in node.items))
+    raise AssertionError("native_tree() on an opaque tree")
+
+
+def _native_pred(pr: Pred) -> tuple | None:
+    """_compile_pred's on_field test as data, where C has it; None: the Python function is called."""
+    path, arg, kind = pr.path, pr.arg, pr.kind
+    if not (len(path) == 2 and path[0] == "event" and type(path[1]) is str):
+        return None
+    field = path[1]
+    if kind == "has":
+        return (N_FIELD, field, F_HAS, 0, None)
+    if kind == "eq" and type(arg) is str:
+        return (N_FIELD, field, F_EQ_STR, 0, arg)
+    if kind == "eq" and (arg is None or type(arg) in (bool, int, float)):
+        return (N_FIELD, field, F_EQ, 0, arg)
+    if kind == "in" and all(key(lit) is not None for lit in arg):
+        return (N_FIELD, field, F_IN, 0, frozenset(map(key, arg)))
+    if kind in ("cmp", "size") and pr.op in _RICH and type(arg) in (int, float):
+        return (N_FIELD, field, F_CMP if kind == "cmp" else F_SIZE, _RICH[pr.op], arg)
+    if kind == "str" and pr.op in _STR_METHODS and type(arg) is str:
+        return (N_FIELD, field, F_STR, _STR_METHODS[pr.op], arg)
+    return None

@@ -9,13 +9,13 @@ import tracemalloc
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from router.envelope import Event, codec, new_event
-from router.matching import index as ix
+from router.matching import index as ix, predicates as pr
 from router.matching.index import Entry, SubscriptionIndex
 
-from .test_matching_differential import TENANTS, TYPES, _meta, compiled, payload, subscription
+from .test_matching_differential import TENANTS, TYPES, _meta, compiled, filters, payload, subscription
 
 VALID = codec.encode_event(new_event("order.placed", {"n": 1, "s": "x" * 20}, tenant="acme", source="s",
                                      max_bytes=1 << 16, subject="sub", causationid="c-1"))
@@ -251,3 +251,33 @@ def test_c_and_python_plan_walks_agree_on_every_kind_of_anchor_and_event():
         assert c == py, event
         outcomes.update(("matched", "errors", "rest")[i] for i in range(3) if py[i])
     assert outcomes == {"matched", "errors", "rest"}  # every output was exercised
+
+
+# The captured filters as data (predicates.native_tree), evaluated in C, against their closures
+# (compile_tree), on every event: the plan walk above meets them only where an anchor already holds.
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(filters, st.lists(payload, min_size=1, max_size=6))
+def test_filters_as_data_decide_as_their_closures(text, payloads):
+    tree = pr.analyse(text)
+    assume(pr.captured(tree))
+    closure, native = pr.compile_tree(tree), pr.native_tree(tree)
+    meta = _meta()
+    for event in [*payloads, None, [], "x"]:
+        assert ix.native.decide(native, event, meta) is closure(event, meta)
+
+
+@pytest.mark.parametrize("text", ['event.a == true || event.b == 1', 'event.a == false || event.b == 1',
+                                  'event.a < 1 || event.b == 1', 'event.a >= 1 || event.b == 1',
+                                  'event.a != 1 || event.b == 1', 'size(event.a) <= 1 || event.b == 1',
+                                  'event.a in [1, true, null, "x", 2.5] || event.b == 1',
+                                  'event.a.endsWith("x") || event.a.startsWith("y") || event.a.contains("z")',
+                                  '!(event.a == null) && has(event.b)', 'has(event.a.z) || event.a.y == 1'])
+def test_every_field_test_on_every_kind_of_value(text):
+    tree = pr.analyse(text)
+    closure, native = pr.compile_tree(tree), pr.native_tree(tree)
+    values = [None, True, False, 0, 1, 1.0, 2, 2.5, -1, float("nan"), "", "x", "yx", "az", "zz", "y", [], [1],
+              {}, {"z": 1}, {"y": 1}]
+    for a in values:
+        for event in ({"a": a}, {"a": a, "b": 1}, {"a": a, "b": None}, {}):
+            assert ix.native.decide(native, event, {}) is closure(event, {}), (text, event)
