@@ -247,3 +247,30 @@ def test_regex_fast_path_agrees_with_the_re2_wrapper(pattern, text):
     slow = pr.Utf8Regex(pattern)
     slow._match = None
     assert fast.search(text) == want == slow.search(text)
+
+
+def test_a_merged_plan_changes_no_bucket_and_follows_a_change():
+    def entry(name, text, patterns):
+        return Entry.build(f"acme/{name}", name, "acme", "wf", patterns, compiled(text) if text else None)
+    index = SubscriptionIndex([entry("a", 'event.dept == "Finance" && event.n > 1', ("user.*",)),
+                               entry("b", 'event.dept == "HR" && event.n > 1', ("**",)),
+                               entry("c", 'has(event.x) && event.n > 1', ("user.*", "**")),
+                               entry("d", None, ("**",))])
+    buckets = index.buckets("acme", "user.created")
+
+    def contents():
+        return [(dict(b.always), dict(b.scan), {p: dict(d) for p, d in b.has.items()},
+                 {p: {k: dict(v) for k, v in t.items()} for p, (_, t) in b.eq.items()}) for b in buckets]
+    before = contents()
+    plan = index.plan("acme", "user.created")
+    assert len(buckets) == 2 and plan not in buckets
+    assert set(plan.eq[("event", "dept")][1]) == {"Finance", "HR"}
+    assert contents() == before
+    meta = _meta()
+
+    def keys():
+        event = {"dept": "HR", "n": 2, "x": 1}
+        return sorted(e.key for e in index.match("acme", "user.created", lambda: event, lambda: meta).matched)
+    assert keys() == ["acme/b", "acme/c", "acme/d"]
+    index.remove("acme/d")  # the tenant's plans are dropped with any change to its subscriptions
+    assert keys() == ["acme/b", "acme/c"]
