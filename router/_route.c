@@ -18,7 +18,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <strings.h>
 #include <time.h>
 
 #include "_avro.h"
@@ -173,8 +172,13 @@ static PyObject *locked_match(PyObject **c, PyObject *event, PyObject *tenant, P
 static PyObject *source_tail(PyObject *topic, PyObject *partition, PyObject *offset) {
     Py_ssize_t topic_n;
     const char *topic_s = PyUnicode_AsUTF8AndSize(topic, &topic_n);
-    long long p = PyLong_AsLongLong(partition), o = PyLong_AsLongLong(offset);
-    if (topic_s == NULL || PyErr_Occurred())
+    if (topic_s == NULL)
+        return NULL;
+    long long p = PyLong_AsLongLong(partition);
+    if (p == -1 && PyErr_Occurred())
+        return NULL;
+    long long o = PyLong_AsLongLong(offset);
+    if (o == -1 && PyErr_Occurred())
         return NULL;
     unsigned char head[10], tail[20];
     int head_n = avro_zigzag(head, topic_n), tail_n = avro_zigzag(tail, p);
@@ -277,8 +281,22 @@ done:
     return r;
 }
 
+/* ASCII case-insensitive equality of n bytes (strncasecmp follows the C locale). */
+static int ascii_caseeq(const char *a, const char *b, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x += 'a' - 'A';
+        if (y >= 'A' && y <= 'Z')
+            y += 'a' - 'A';
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
 /* 1 when Router._route would read these headers as none (no CloudEvent, a root lineage), 0 when it must
- * read them, -1 on an error. */
+ * read them. */
 static int plain_headers(PyObject **c, PyObject *headers) {
     if (headers == Py_None)
         return 1;
@@ -296,7 +314,8 @@ static int plain_headers(PyObject **c, PyObject *headers) {
         Py_ssize_t n = PyUnicode_GET_LENGTH(name);
         for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(names); k++) {
             PyObject *known = PyTuple_GET_ITEM(names, k);
-            if (PyUnicode_GET_LENGTH(known) == n && strncasecmp(text, (const char *)PyUnicode_DATA(known), n) == 0)
+            if (PyUnicode_GET_LENGTH(known) == n && PyUnicode_IS_ASCII(known) &&
+                ascii_caseeq(text, (const char *)PyUnicode_DATA(known), n))
                 return 0;
         }
     }

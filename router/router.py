@@ -186,7 +186,7 @@ class Router:
             return
         at, n = 0, len(msgs)
         while at < n:
-            done, slow = native.route(self._fast, msgs, at, cp.outbox, cp.max_buffered)
+            done, slow = native.route(self._fast, msgs, at, cp.outbox, getattr(cp, "max_buffered", 1))
             cp.pending += done - at
             cp.sent()  # hands the outbox over once max_buffered records wait
             at = done

@@ -273,3 +273,23 @@ def test_a_bucket_counts_the_filters_that_name_meta_as_subscriptions_come_and_go
     assert index.plan("t", "user.created").meta_users == 1
     index.remove("t/c")
     assert index.plan("t", "user.created").meta_users == 0
+
+
+def test_a_checkpoint_with_an_outbox_and_no_max_buffered_is_handed_each_event():
+    class _Bare:
+        pending = 0
+
+        def __init__(self) -> None:
+            self.outbox: list[tuple] = []
+            self.sent_calls = 0
+
+        def sent(self) -> None:
+            self.sent_calls += 1
+    msgs = _workload(200, seed=31)
+    bare, ref_cp = _Bare(), _Checkpoint()
+    fast, ref = _router(bare), _router(ref_cp, fast=False)
+    fast._route_all(msgs)
+    for m in msgs:
+        ref._route(m)
+    assert _strip(bare.outbox) == _strip(ref_cp.records())
+    assert bare.sent_calls >= len(bare.outbox) > 100  # returned to Python after each event with triggers
