@@ -292,4 +292,4 @@ def test_a_checkpoint_with_an_outbox_and_no_max_buffered_is_handed_each_event():
     for m in msgs:
         ref._route(m)
     assert _strip(bare.outbox) == _strip(ref_cp.records())
-    assert bare.sent_calls >= len(bare.outbox) > 100  # returned to Python after each event with triggers
+    assert len(bare.outbox) > 100 and bare.sent_calls > len(msgs) * 3 // 4  # back in Python after each event
