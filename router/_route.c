@@ -53,7 +53,7 @@ enum { ERROR = -1, SLOW = 0, ROUTED = 1 };
 static PyObject *match(PyObject **c, PyObject *index, PyObject *event, PyObject *tenant, PyObject *type,
                        PyObject *payload) {
     PyObject *plans = NULL, *tenant_plans, *plan = NULL, *attr = NULL, *matched = NULL, *meta = NULL,
-             *errors = NULL, *eq = NULL, *has = NULL, *scan = NULL, *rest = NULL;
+             *errors = NULL, *eq = NULL, *has = NULL, *scan = NULL, *rest = NULL, *result = NULL;
     if (Py_TYPE(index) != (PyTypeObject *)c[C_INDEX_TYPE])
         return NULL;  /* another index (the benchmarks' naive one): its own match() */
     if ((plans = PyObject_GetAttr(index, s_plans)) == NULL)
@@ -108,16 +108,8 @@ static PyObject *match(PyObject **c, PyObject *index, PyObject *event, PyObject 
             goto error;
         Py_DECREF(none);
     }
-    Py_DECREF(plans);
-    Py_DECREF(plan);
-    Py_XDECREF(attr);
-    Py_XDECREF(meta);
-    Py_XDECREF(errors);
-    Py_XDECREF(eq);
-    Py_XDECREF(has);
-    Py_XDECREF(scan);
-    Py_XDECREF(rest);
-    return matched;
+    result = Py_NewRef(matched);
+    goto slow;  /* (the cleanup is the same) */
 deferred:
     if (!deferrable())
         goto error;
@@ -134,7 +126,7 @@ slow:
     Py_XDECREF(has);
     Py_XDECREF(scan);
     Py_XDECREF(rest);
-    return NULL;
+    return result;
 }
 
 /* matched under the view's lock; NULL with no error set: Router._route's. */

@@ -20,6 +20,8 @@ from router.matching.filters import compile_filter
 from router.matching.index import Entry
 from router.router import Router, native
 
+from .test_router_triggers import _Outbox
+
 assert native is not None, "router/_route.c is not built: `make install` builds it"
 
 SUBS = subscriptions(2000)
@@ -276,17 +278,8 @@ def test_a_bucket_counts_the_filters_that_name_meta_as_subscriptions_come_and_go
 
 
 def test_a_checkpoint_with_an_outbox_and_no_max_buffered_is_handed_each_event():
-    class _Bare:
-        pending = 0
-
-        def __init__(self) -> None:
-            self.outbox: list[tuple] = []
-            self.sent_calls = 0
-
-        def sent(self) -> None:
-            self.sent_calls += 1
     msgs = _workload(200, seed=31)
-    bare, ref_cp = _Bare(), _Checkpoint()
+    bare, ref_cp = _Outbox(), _Checkpoint()  # an outbox and sent(), no max_buffered
     fast, ref = _router(bare), _router(ref_cp, fast=False)
     fast._route_all(msgs)
     for m in msgs:
