@@ -5,9 +5,11 @@
  *   Routes msgs[start:] as Router._route would, for as long as each record is the common case: no consumer
  *   error; headers Router._route does not read (every name ASCII and none of ctx's header names, compared
  *   without case: those that make a record a CloudEvent or a descendant); a v1 Avro event within max_bytes
- *   with a valid (type, tenant) pair and a JSON payload; the router's SubscriptionIndex; and no filter that
- *   needs the CEL engine or errs. A pair met the first time is checked by ctx's check_pair and a plan
- *   missing is made by index.plan(), as decode() and match() do; a wire missing is made by ctx's `wire`.
+ *   with a valid (type, tenant) pair and a JSON payload; and the router's SubscriptionIndex. A pair met the
+ *   first time is checked by ctx's check_pair and a plan missing is made by index.plan(), as decode() and
+ *   match() do; a wire missing is made by ctx's `wire`. Filters the plan's walk leaves to the CEL engine are
+ *   evaluated by ctx's `evaluate` (index.evaluate), and filters that erred are reported by ctx's `report`
+ *   (Router._report), as SubscriptionIndex.match and Router._route do.
  *   The triggers are built by ctx's `build` (triggers.build) into `outbox`.
  *   Returns (index of the record it stopped before, True) when that record needs Router._route, whose
  *   work it has not started (beyond the caches both fill: the checked pair, the plan); (index after the
@@ -25,7 +27,7 @@
 enum {
     C_VIEW, C_INDEX_TYPE, C_VALID, C_MAX_BYTES, C_FRAME, C_READ_EVENT, C_LOADS, C_CANDIDATES, C_SORT_KEY,
     C_MICROS, C_CONSUMED, C_LATENCY, C_WIRES, C_TOUCHED, C_WIRE, C_BUILD, C_EXTRA, C_HEADER_NAMES, C_NO_META,
-    C_CHECK_PAIR, C_SIZE
+    C_CHECK_PAIR, C_EVALUATE, C_REPORT, C_SIZE
 };
 
 static PyObject *s_error, *s_headers, *s_value, *s_topic, *s_key, *s_partition, *s_offset, *s_lock, *s_index,
@@ -48,10 +50,11 @@ static int deferrable(void) {
 
 enum { ERROR = -1, SLOW = 0, ROUTED = 1 };
 
-/* Matching, under the view's lock: the entries that match, sorted by key, as SubscriptionIndex.match;
- * NULL with no error set when the record is Router._route's (no plan yet, a CEL filter, an error). */
+/* Matching, under the view's lock: the entries that match, sorted by key, as SubscriptionIndex.match, and
+ * in *erred a new list of (entry, message) when filters erred (else NULL); NULL with no error set when the
+ * record is Router._route's (another index, a plan that could not be made). */
 static PyObject *match(PyObject **c, PyObject *index, PyObject *event, PyObject *tenant, PyObject *type,
-                       PyObject *payload) {
+                       PyObject *payload, PyObject **erred) {
     PyObject *plans = NULL, *tenant_plans, *plan = NULL, *attr = NULL, *matched = NULL, *meta = NULL,
              *errors = NULL, *eq = NULL, *has = NULL, *scan = NULL, *rest = NULL, *result = NULL;
     if (Py_TYPE(index) != (PyTypeObject *)c[C_INDEX_TYPE])
@@ -98,8 +101,17 @@ static PyObject *match(PyObject **c, PyObject *index, PyObject *event, PyObject 
         PyObject *args[7] = {eq, has, scan, payload, meta, matched, errors};
         if ((rest = PyObject_Vectorcall(c[C_CANDIDATES], args, 7, NULL)) == NULL)
             goto deferred;
-        if (!PyList_CheckExact(rest) || PyList_GET_SIZE(rest) || PyList_GET_SIZE(errors))
-            goto slow;  /* filters for the CEL engine, or one that erred: reported there */
+        if (!PyList_CheckExact(rest))
+            goto slow;
+        if (PyList_GET_SIZE(rest)) {  /* filters for the CEL engine: index.evaluate */
+            PyObject *cel[5] = {rest, payload, meta, matched, errors};
+            PyObject *n = PyObject_Vectorcall(c[C_EVALUATE], cel, 5, NULL);
+            if (n == NULL)
+                goto deferred;
+            Py_DECREF(n);
+        }
+        if (PyList_GET_SIZE(errors))
+            *erred = Py_NewRef(errors);
     }
     if (PyList_GET_SIZE(matched) > 1) {
         PyObject *args[2] = {matched, c[C_SORT_KEY]};
@@ -126,11 +138,14 @@ slow:
     Py_XDECREF(has);
     Py_XDECREF(scan);
     Py_XDECREF(rest);
+    if (result == NULL)
+        Py_CLEAR(*erred);
     return result;
 }
 
-/* matched under the view's lock; NULL with no error set: Router._route's. */
-static PyObject *locked_match(PyObject **c, PyObject *event, PyObject *tenant, PyObject *type, PyObject *payload) {
+/* matched (and *erred) under the view's lock; NULL with no error set: Router._route's. */
+static PyObject *locked_match(PyObject **c, PyObject *event, PyObject *tenant, PyObject *type, PyObject *payload,
+                              PyObject **erred) {
     PyObject *lock = PyObject_GetAttr(c[C_VIEW], s_lock), *index = NULL, *matched = NULL;
     if (lock == NULL)
         return NULL;
@@ -142,7 +157,7 @@ static PyObject *locked_match(PyObject **c, PyObject *event, PyObject *tenant, P
     Py_DECREF(got);
     index = PyObject_GetAttr(c[C_VIEW], s_index);
     if (index != NULL)
-        matched = match(c, index, event, tenant, type, payload);
+        matched = match(c, index, event, tenant, type, payload, erred);
     Py_XDECREF(index);
     PyObject *exc_type, *exc, *exc_tb;
     PyErr_Fetch(&exc_type, &exc, &exc_tb);  /* released whatever happened */
@@ -153,6 +168,7 @@ static PyObject *locked_match(PyObject **c, PyObject *event, PyObject *tenant, P
         Py_XDECREF(exc);
         Py_XDECREF(exc_tb);
         Py_XDECREF(matched);
+        Py_CLEAR(*erred);
         return NULL;
     }
     Py_DECREF(released);
@@ -317,7 +333,7 @@ static int plain_headers(PyObject **c, PyObject *headers) {
 static int one(PyObject **c, PyObject *msg, PyObject *outbox) {
     int result = ERROR;
     PyObject *err = NULL, *headers = NULL, *value = NULL, *event = NULL, *type = NULL, *tenant = NULL,
-             *pair = NULL, *data = NULL, *payload = NULL, *matched = NULL, *topic = NULL;
+             *pair = NULL, *data = NULL, *payload = NULL, *matched = NULL, *erred = NULL, *topic = NULL;
     if ((err = call0(msg, s_error)) == NULL)
         goto done;
     if (err != Py_None)
@@ -355,10 +371,17 @@ static int one(PyObject **c, PyObject *msg, PyObject *outbox) {
         goto deferred;  /* not JSON: a dead letter */
     if (!PyUnicode_CheckExact(tenant) || !PyUnicode_CheckExact(type))
         goto slow;
-    if ((matched = locked_match(c, event, tenant, type, payload)) == NULL) {
+    if ((matched = locked_match(c, event, tenant, type, payload, &erred)) == NULL) {
         if (PyErr_Occurred())
             goto done;
         goto slow;
+    }
+    if (erred != NULL) {  /* Router._report, outside the lock as there */
+        PyObject *args[3] = {erred, event, msg};
+        PyObject *none = PyObject_Vectorcall(c[C_REPORT], args, 3, NULL);
+        if (none == NULL)
+            goto done;
+        Py_DECREF(none);
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);  /* time.time_ns() // 1000 */
@@ -389,6 +412,7 @@ done:
     Py_XDECREF(data);
     Py_XDECREF(payload);
     Py_XDECREF(matched);
+    Py_XDECREF(erred);
     Py_XDECREF(topic);
     return result;
 }

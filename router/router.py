@@ -38,7 +38,6 @@ from .kafka import clients, guards
 from .kafka.admin import Topics
 from .kafka.transaction import Checkpoint, DeliveryFailed, classify, fatal
 from .matching import index as matching
-from .matching.index import MatchResult
 from .ratelimit import LogLimiter
 from .subscriptions.store import LiveView
 
@@ -92,7 +91,8 @@ class Router:
         return (self.view, matching.SubscriptionIndex, cloudevents._VALID, self.settings.max_event_bytes,
                 codec.FRAME, codec._read_v1, orjson.loads, matching.candidates, matching._KEY, codec.micros,
                 self._consumed, self._latency, self._wires, self._touched, self._wire, triggers.build, [],
-                cloudevents.READ_HEADERS + lineage.HEADERS, matching.NO_META, cloudevents.check_pair)
+                cloudevents.READ_HEADERS + lineage.HEADERS, matching.NO_META, cloudevents.check_pair,
+                matching.evaluate, self._report)
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -348,7 +348,7 @@ class Router:
         with self.view.lock:  # per event: sending below may wait for a commit, and the view must not
             result = self.view.index.match(event.tenant, event.type, decoded.payload, event.meta)
         if result.errors:
-            self._report(result, decoded, msg)
+            self._report(result.errors, event, msg)
         now = time.time_ns() // 1000
         matched = result.matched
         if matched:
@@ -402,11 +402,13 @@ class Router:
         wire = self._wires[entry.key] = _Wire(entry, topic, routed)
         return wire
 
-    def _report(self, result: MatchResult, decoded: Decoded, msg: Message) -> None:
-        for entry, error in result.errors:
+    def _report(self, errors: list, event: Any, msg: Message) -> None:
+        """Filters that erred on an event (MatchResult.errors): counted, logged, no match. router/_route.c
+        calls it too."""
+        for entry, error in errors:
             metrics.FILTER_ERRORS.add((entry.tenant, entry.name))
             self._filter_log.warning("filter of %s failed on %s (%s): %s; counted as no match",
-                                     entry.key, decoded.event.id, _where(msg), error)
+                                     entry.key, event.id, _where(msg), error)
 
     def _flush_metrics(self) -> None:
         """Counts kept in plain dicts while routing go to Prometheus once per transaction (an inc() takes a

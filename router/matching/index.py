@@ -265,18 +265,32 @@ class SubscriptionIndex:
     @staticmethod
     def _filtered(plan: Bucket, event: Any, meta: dict, result: MatchResult) -> None:
         """Anchors and captured filters (in C when it is built: candidates()), then the CEL engine for the rest."""
-        bound = None
-        for entry in candidates(plan.eq, plan.has, plan.scan, event, meta, result.matched, result.errors):
-            try:
-                if bound is None:
-                    bound = activation(event, meta)
-                result.evaluated += 1
-                if entry.program(bound):
-                    result.matched.append(entry)
-            except FilterError as exc:
-                result.errors.append((entry, str(exc)))
-            except Exception as exc:  # a payload CEL cannot bind
-                result.errors.append((entry, f"{type(exc).__name__}: {exc}"))
+        rest = candidates(plan.eq, plan.has, plan.scan, event, meta, result.matched, result.errors)
+        if rest:
+            result.evaluated += evaluate(rest, event, meta, result.matched, result.errors)
+
+
+def evaluate(rest: list[Entry], event: Any, meta: dict, matched: list[Entry], errors: list[tuple[Entry, str]]) -> int:
+    """The CEL engine for the entries a plan's walk left (candidates()'s return): those that hold go to
+    `matched`, those that err to `errors` with the message. Returns how many it evaluated. router/_route.c
+    calls it too."""
+    try:
+        bound = activation(event, meta)
+    except Exception as exc:  # a payload CEL cannot bind: every filter errs
+        errors.extend((entry, _message(exc)) for entry in rest)
+        return len(rest)
+    for entry in rest:
+        try:
+            if entry.program(bound):
+                matched.append(entry)
+        except Exception as exc:
+            errors.append((entry, _message(exc)))
+    return len(rest)
+
+
+def _message(exc: Exception) -> str:
+    """A filter's error as CEL says it; anything else is a payload CEL cannot bind."""
+    return str(exc) if isinstance(exc, FilterError) else f"{type(exc).__name__}: {exc}"
 
 
 OVERLOAD = "no such key or no matching overload"

@@ -62,9 +62,17 @@ class _Counted(Router):
 
     slow = 0
 
+    def __init__(self, *args, **kw) -> None:
+        self.reported: list[tuple] = []
+        super().__init__(*args, **kw)
+
     def _route(self, msg) -> None:
         self.slow += 1
         super()._route(msg)
+
+    def _report(self, errors, event, msg) -> None:
+        self.reported += [(entry.key, message, event.id, msg.offset()) for entry, message in errors]
+        super()._report(errors, event, msg)
 
 
 def _router(checkpoint, extra_entries=(), fast: bool = True) -> _Counted:
@@ -134,6 +142,7 @@ def _route_both(msgs, extra_entries=(), max_buffered: int = 1 << 40, chunk: int 
     assert _strip(fast_cp.records()) == _strip(ref_cp.records())
     assert fast._consumed == ref._consumed
     assert Counter(w.labels for w in fast._touched) == Counter(w.labels for w in ref._touched)
+    assert fast.reported == ref.reported  # filters that erred: the same, in the same order
     return ref, fast, ref_cp, fast_cp
 
 
@@ -201,16 +210,30 @@ def test_a_payload_that_is_not_json_is_a_dead_letter_on_either_path():
     assert any(("evbus-dlq-reason", b"invalid-json") in (r[3] or ()) for r in fast_cp.records())
 
 
-def test_filters_for_the_cel_engine_and_filters_that_err_go_through_router_route():
+def test_filters_for_the_cel_engine_and_filters_that_err_are_routed_and_reported_in_c_too():
     tenant, etype, payload = events(SUBS, 1, seed=13)[0]
     cel = compile_filter('size(event) > 0 && "x" + "y" == "xy"')  # not captured by the index
-    errs = compile_filter("event.missing_field > 3")  # a captured filter that errs on these events
+    cel_errs = compile_filter('"x" + "y" == "xy" && event.amount + 1 > 2')  # the CEL engine's, erring sometimes
+    errs = compile_filter("event.missing_field > 3")  # a captured filter that errs on most of these events
     extra = [Entry.build(f"{tenant}/cel-one", "cel-one", tenant, "wf-cel", (etype,), cel),
+             Entry.build(f"{tenant}/cel-errs", "cel-errs", tenant, "wf-cel-errs", (etype,), cel_errs),
              Entry.build(f"{tenant}/errs", "errs", tenant, "wf-errs", (etype,), errs)]
-    msgs = [_msg(i, _event(i, etype, payload, tenant)) for i in range(50)]
+    amounts = [None, 5, 0, "five", 2.5, [1]]
+    msgs = []
+    for i in range(60):
+        body = dict(payload)
+        if amounts[i % 6] is not None:
+            body["amount"] = amounts[i % 6]
+        if i % 5 == 0:
+            body["missing_field"] = i
+        msgs.append(_msg(i, _event(i, etype, body, tenant)))
     ref, fast, _, fast_cp = _route_both(msgs, extra)
-    assert fast.slow == len(msgs)  # every one of them needs the CEL engine or reports an error
+    assert fast.slow == 0  # the CEL engine and the reports called from C
     assert sum(1 for r in fast_cp.records() if r[0].endswith("wf-cel")) == len(msgs)
+    assert sum(1 for r in fast_cp.records() if r[0].endswith("wf-cel-errs")) == 10  # amount 5 (2.5 + 1 errs: no mixed arithmetic)
+    assert sum(1 for r in fast_cp.records() if r[0].endswith("wf-errs")) == 11  # missing_field 5, 10 .. 55
+    erred = Counter(key.split("/")[1] for key, *_ in fast.reported)
+    assert erred == {"cel-errs": 40, "errs": 48}, erred
 
 
 def test_the_outbox_is_handed_over_at_max_buffered():
