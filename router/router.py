@@ -166,7 +166,6 @@ class Router:
         rd_kafka_assignment_pause, rd_kafka_q_serve_rkmessages). What it gathers after that is the new
         assignment's.
         """
-        cp = self._checkpoint
         first = self.consumer.poll(timeout)
         if first is None:
             return 0

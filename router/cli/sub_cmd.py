@@ -8,7 +8,7 @@ import click
 
 from ..envelope.model import new_event
 from ..matching import patterns
-from ..matching.index import SubscriptionIndex
+from ..matching.index import SubscriptionIndex, describe
 from ..subscriptions import Subscription, SubscriptionStore
 from ..subscriptions.store import entry_for
 from .common import bootstrap_option, emit, handle_errors, json_option, settings
@@ -19,6 +19,12 @@ def _line(s: Subscription) -> str:
     state = ("" if s.enabled else "  (disabled)") + ("  (paused)" if s.paused else "")
     where = f"  where {s.filter}" if s.filter else ""
     return f"{s.tenant}/{s.name} → {s.workflow}  on {', '.join(s.patterns)}{where}{state}"
+
+
+def _with_matching(s: Subscription) -> tuple[dict, str]:
+    """The subscription as JSON with how the router matches it (index.describe), and the text lines."""
+    how = describe(entry_for(s))
+    return {**s.to_json(), "matching": how}, f"{_line(s)}\n  matching: {how['text']}"
 
 
 @click.group()
@@ -48,7 +54,8 @@ def add(name, tenant, workflow, on, where, disabled, paused, max_attempts, max_a
                                                     patterns=list(on), filter=where, enabled=not disabled,
                                                     paused=paused, max_attempts=max_attempts, max_age_s=max_age_s,
                                                     recursion=recursion)
-    emit(s.to_json(), as_json, f"stored {_line(s)}")
+    data, text = _with_matching(s)
+    emit(data, as_json, f"stored {text}")
 
 
 @sub.command("list")
@@ -74,7 +81,8 @@ def show(name, tenant, bootstrap, as_json) -> None:
     if s is None:
         click.echo(f"error: no subscription {tenant}/{name}", err=True)
         sys.exit(1)
-    emit(s.to_json(), as_json, _line(s))
+    data, text = _with_matching(s)
+    emit(data, as_json, text)
 
 
 @sub.command()

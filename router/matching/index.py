@@ -21,6 +21,7 @@ Pure: no Kafka, no clocks.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -74,6 +75,41 @@ class Entry:
         decide, anchors, exact, native = _analyse(filter.text)
         return cls(key, name, tenant, workflow, patterns, True, sys.intern(filter.text), decide,
                    None if decide else filter, anchors, recursion, exact, "meta" in filter.text, native)
+
+
+def describe(entry: Entry) -> dict[str, Any]:
+    """How the router matches an entry, for people: `kind` is "always" (no filter), "indexed" (found only
+    through `anchors`, one of which must hold) or "scan" (a candidate for every event of its types);
+    `engine` is "index" (decided without the CEL engine) or "cel" (the engine evaluates it for every
+    candidate event); `text` says it in a sentence."""
+    if not entry.filtered:
+        return {"kind": "always", "anchors": [], "engine": None,
+                "text": "no filter: every event of its types triggers it"}
+    anchors = [_anchor_text(path, k) for path, k in entry.anchors or ()]
+    engine = "index" if entry.decide is not None else "cel"
+    found = " or ".join(anchors)
+    if entry.anchors is None:
+        text = ("evaluated for every event of its types, without the CEL engine" if engine == "index" else
+                "evaluated by the CEL engine for every event of its types: the costliest kind")
+        text += " (no field the index can look up)"
+    elif entry.exact:
+        text = f"found by looking up {found}: nothing left to evaluate"
+    else:
+        text = f"a candidate only when {found}; " + ("the rest decided without the CEL engine" if engine == "index"
+                                                       else "then evaluated by the CEL engine")
+    return {"kind": "scan" if entry.anchors is None else "indexed", "anchors": anchors, "engine": engine,
+            "text": text}
+
+
+def _anchor_text(path: tuple, k: Any) -> str:
+    name = ".".join(p if isinstance(p, str) and p.isidentifier() else f"`{p}`" for p in path)
+    if k is pr.HAS:
+        return f"has({name})"
+    if isinstance(k, tuple):  # a tagged key (predicates.key): a bool or null
+        value = "null" if k[0] == "null" else str(k[1]).lower()
+    else:
+        value = json.dumps(k)
+    return f"{name} == {value}"
 
 
 class MatchResult:

@@ -35,6 +35,11 @@ def test_sub_show_rm_and_json(bus):
           "--where", "event.x > 1")
     shown = json.loads(evbus(bus, "sub", "show", "s1", "--tenant", "acme", "--json").stdout)
     assert shown["patterns"] == ["a.b", "c.*"] and shown["filter"] == "event.x > 1" and shown["enabled"]
+    assert shown["matching"]["kind"] == "scan" and shown["matching"]["engine"] == "index"  # how it is matched
+    added = evbus(bus, "sub", "add", "s2", "--tenant", "acme", "--workflow", "w", "--on", "a.b",
+                  "--where", 'event.dept == "HR" && event.n + 1 > 2').stdout
+    assert 'matching: a candidate only when event.dept == "HR"; then evaluated by the CEL engine' in added, added
+    evbus(bus, "sub", "rm", "s2", "--tenant", "acme")
     assert evbus(bus, "sub", "show", "s1", "--tenant", "globex", check=False).returncode == 1
     evbus(bus, "sub", "rm", "s1", "--tenant", "acme")
     assert json.loads(evbus(bus, "sub", "list", "--json").stdout) == []
