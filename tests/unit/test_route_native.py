@@ -217,7 +217,9 @@ def test_filters_for_the_cel_engine_and_filters_that_err_are_routed_and_reported
     errs = compile_filter("event.missing_field > 3")  # a captured filter that errs on most of these events
     extra = [Entry.build(f"{tenant}/cel-one", "cel-one", tenant, "wf-cel", (etype,), cel),
              Entry.build(f"{tenant}/cel-errs", "cel-errs", tenant, "wf-cel-errs", (etype,), cel_errs),
-             Entry.build(f"{tenant}/errs", "errs", tenant, "wf-errs", (etype,), errs)]
+             Entry.build(f"{tenant}/errs", "errs", tenant, "wf-errs", (etype,), errs),
+             Entry.build(f"{tenant}/cel-meta", "cel-meta", tenant, "wf-cel-meta", (etype,),
+                         compile_filter('meta.source + "" == "t"'))]  # the engine's, with the envelope
     amounts = [None, 5, 0, "five", 2.5, [1]]
     msgs = []
     for i in range(60):
@@ -230,6 +232,7 @@ def test_filters_for_the_cel_engine_and_filters_that_err_are_routed_and_reported
     ref, fast, _, fast_cp = _route_both(msgs, extra)
     assert fast.slow == 0  # the CEL engine and the reports called from C
     assert sum(1 for r in fast_cp.records() if r[0].endswith("wf-cel")) == len(msgs)
+    assert sum(1 for r in fast_cp.records() if r[0].endswith("wf-cel-meta")) == len(msgs)
     assert sum(1 for r in fast_cp.records() if r[0].endswith("wf-cel-errs")) == 10  # amount 5 (2.5 + 1 errs: no mixed arithmetic)
     assert sum(1 for r in fast_cp.records() if r[0].endswith("wf-errs")) == 11  # missing_field 5, 10 .. 55
     erred = Counter(key.split("/")[1] for key, *_ in fast.reported)
