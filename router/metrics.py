@@ -7,7 +7,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 class CountsByLabels:
@@ -49,6 +49,31 @@ class CountsByLabels:
         yield family
 
 
+class SubscriptionKinds:
+    """evbus_router_subscriptions{kind, engine}: the router's loaded subscriptions by how it matches them
+    (index.kind: kind "always", "indexed" or "scan"; engine "none", "index" or "cel"), read from `source`
+    (a callable giving {(kind, engine): count}, set by the router) at each scrape."""
+
+    name = "evbus_router_subscriptions"
+    documentation = ("Loaded subscriptions by how the router matches them: kind always (no filter), indexed "
+                     "(through a field's value) or scan (every event of its types); engine index or cel")
+
+    def __init__(self, registry=REGISTRY) -> None:
+        self.source = None
+        if registry is not None:
+            registry.register(self)
+
+    def describe(self):
+        return [GaugeMetricFamily(self.name, self.documentation, labels=("kind", "engine"))]
+
+    def collect(self):
+        family = GaugeMetricFamily(self.name, self.documentation, labels=("kind", "engine"))
+        for (how, engine), count in sorted((self.source() if self.source else {}).items()):
+            family.add_metric((how, engine), count)
+        yield family
+
+
+SUBSCRIPTIONS = SubscriptionKinds()
 EVENTS_CONSUMED = Counter("evbus_router_events_consumed_total", "Records read from events.* topics", ["topic"])
 TRIGGERS_ROUTED = Counter("evbus_router_triggers_routed_total", "Trigger records produced", ["workflow"])
 DEAD_LETTERS = Counter("evbus_router_dead_letters_total", "Records sent to the dead-letter topic", ["reason"])

@@ -107,6 +107,7 @@ class Router:
         with ExitStack() as stack:
             self.view.start()
             stack.callback(self.view.stop)
+            metrics.SUBSCRIPTIONS.source = lambda: dict(getattr(self.view.index, "kinds", {}))
             # The loaded subscriptions live as long as the router: out of the collector's full passes,
             # which otherwise walk every compiled filter now and then (pauses of 20-40 % at 100,000).
             # From here on the router collects by itself, at commits (_maybe_collect).

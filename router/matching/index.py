@@ -77,6 +77,13 @@ class Entry:
                    None if decide else filter, anchors, recursion, exact, "meta" in filter.text, native)
 
 
+def kind(entry: Entry) -> tuple[str, str]:
+    """(kind, engine) of describe(), without its text."""
+    if not entry.filtered:
+        return "always", "none"
+    return "scan" if entry.anchors is None else "indexed", "index" if entry.decide is not None else "cel"
+
+
 def describe(entry: Entry) -> dict[str, Any]:
     """How the router matches an entry, for people: `kind` is "always" (no filter), "indexed" (found only
     through `anchors`, one of which must hold) or "scan" (a candidate for every event of its types);
@@ -86,7 +93,7 @@ def describe(entry: Entry) -> dict[str, Any]:
         return {"kind": "always", "anchors": [], "engine": None,
                 "text": "no filter: every event of its types triggers it"}
     anchors = [_anchor_text(path, k) for path, k in entry.anchors or ()]
-    engine = "index" if entry.decide is not None else "cel"
+    how, engine = kind(entry)
     found = " or ".join(anchors)
     if entry.anchors is None:
         text = ("evaluated for every event of its types, without the CEL engine" if engine == "index" else
@@ -97,8 +104,7 @@ def describe(entry: Entry) -> dict[str, Any]:
     else:
         text = f"a candidate only when {found}; " + ("the rest decided without the CEL engine" if engine == "index"
                                                        else "then evaluated by the CEL engine")
-    return {"kind": "scan" if entry.anchors is None else "indexed", "anchors": anchors, "engine": engine,
-            "text": text}
+    return {"kind": how, "anchors": anchors, "engine": engine, "text": text}
 
 
 def _anchor_text(path: tuple, k: Any) -> str:
@@ -215,6 +221,7 @@ class SubscriptionIndex:
         self._plans: dict[str, dict[str, Bucket]] = {}  # cache: tenant → type → its buckets, merged
         self._plan_count = 0
         self.plans_built = 0  # ever: how many long-lived objects routing made (the router freezes them for gc)
+        self.kinds: dict[tuple[str, str], int] = {}  # subscriptions by kind() (a metric)
         for entry in entries:
             self.put(entry)
 
@@ -225,6 +232,8 @@ class SubscriptionIndex:
         """Add or replace one subscription; only its own buckets (and its tenant's cached plans) change."""
         self.remove(entry.key)
         self._entries[entry.key] = entry
+        k = kind(entry)
+        self.kinds[k] = self.kinds.get(k, 0) + 1
         self._plans.pop(entry.tenant, None)
         for pattern in entry.patterns:
             tenants = self._tenants.get(pattern)
@@ -241,6 +250,11 @@ class SubscriptionIndex:
         old = self._entries.pop(key, None)
         if old is None:
             return
+        k = kind(old)
+        if self.kinds[k] == 1:
+            del self.kinds[k]
+        else:
+            self.kinds[k] -= 1
         self._plans.pop(old.tenant, None)
         for pattern in old.patterns:
             tenants = self._tenants[pattern]

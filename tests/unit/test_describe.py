@@ -37,3 +37,25 @@ def test_each_kind_of_filter_is_described_as_the_index_files_it(where, kind, eng
 def test_an_exact_filter_says_nothing_is_left_to_evaluate():
     assert _describe('event.department == "Finance"')["text"] == (
         'found by looking up event.department == "Finance": nothing left to evaluate')
+
+
+def test_the_index_counts_its_subscriptions_by_kind_as_they_come_change_and_go():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from router import metrics
+    from router.matching.index import SubscriptionIndex
+
+    def entry(name: str, where: str | None) -> Entry:
+        return Entry.build(f"t/{name}", name, "t", "wf", ("a.b",), compile_filter(where) if where else None)
+
+    index = SubscriptionIndex([entry("a", None), entry("b", 'event.x == "y"'), entry("c", "event.n + 1 > 2")])
+    assert index.kinds == {("always", "none"): 1, ("indexed", "index"): 1, ("scan", "cel"): 1}
+    index.put(entry("c", 'event.x == "z"'))  # changed: counted under its new kind only
+    index.remove("t/a")
+    index.remove("nobody")
+    assert index.kinds == {("indexed", "index"): 2}
+    registry = CollectorRegistry()
+    exposed = metrics.SubscriptionKinds(registry)
+    exposed.source = lambda: dict(index.kinds)
+    text = generate_latest(registry).decode()
+    assert 'evbus_router_subscriptions{engine="index",kind="indexed"} 2.0' in text, text
