@@ -90,7 +90,7 @@ def describe(entry: Entry) -> dict[str, Any]:
     `engine` is "index" (decided without the CEL engine) or "cel" (the engine evaluates it for every
     candidate event); `text` says it in a sentence."""
     if not entry.filtered:
-        return {"kind": "always", "anchors": [], "engine": None,
+        return {"kind": "always", "anchors": [], "engine": "none",
                 "text": "no filter: every event of its types triggers it"}
     anchors = [_anchor_text(path, k) for path, k in entry.anchors or ()]
     how, engine = kind(entry)
@@ -114,7 +114,7 @@ def _anchor_text(path: tuple, k: Any) -> str:
     if isinstance(k, tuple):  # a tagged key (predicates.key): a bool or null
         value = "null" if k[0] == "null" else str(k[1]).lower()
     else:
-        value = json.dumps(k)
+        value = json.dumps(k, ensure_ascii=False)
     return f"{name} == {value}"
 
 

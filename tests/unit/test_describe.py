@@ -13,7 +13,7 @@ def _describe(where: str | None) -> dict:
 
 
 @pytest.mark.parametrize("where,kind,engine,anchors", [
-    (None, "always", None, []),
+    (None, "always", "none", []),
     ('event.department == "Finance"', "indexed", "index", ['event.department == "Finance"']),
     ('event.severity in ["critical", "major"]', "indexed", "index",
      ['event.severity == "critical"', 'event.severity == "major"']),
@@ -25,6 +25,7 @@ def _describe(where: str | None) -> dict:
     ('event.`content-type` == "x" && event.amount + 1 > 2', "indexed", "cel", ['event.`content-type` == "x"']),
     ("meta.source == 'crm' && event.n == 2.5", "indexed", "index", ['meta.source == "crm"']),  # one anchor of &&
     ("event.n == 2.5 || event.n == 3", "indexed", "index", ["event.n == 2.5", "event.n == 3"]),
+    ('event.name == "Zoë"', "indexed", "index", ['event.name == "Zoë"']),
 ])
 def test_each_kind_of_filter_is_described_as_the_index_files_it(where, kind, engine, anchors):
     got = _describe(where)

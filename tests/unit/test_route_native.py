@@ -5,6 +5,7 @@ it must leave to Router._route are left there, from their start; the outbox is h
 from __future__ import annotations
 
 import random
+import sys
 from collections import Counter
 
 import pytest
@@ -17,6 +18,7 @@ from router.client import event_headers
 from router.config import Settings
 from router.envelope import codec, new_event
 from router.matching.filters import compile_filter
+from router.matching import index as index_module
 from router.matching.index import Entry
 from router.router import Router, native
 
@@ -312,3 +314,57 @@ def test_a_checkpoint_with_an_outbox_and_no_max_buffered_is_handed_each_event():
         ref._route(m)
     assert _strip(bare.outbox) == _strip(ref_cp.records())
     assert len(bare.outbox) > 100 and bare.sent_calls > len(msgs) * 3 // 4  # back in Python after each event
+
+
+def _cel_case(amount) -> tuple[list[Entry], list[_Full]]:
+    """One tenant's events with a captured filter that errs on them and one for the CEL engine."""
+    tenant, etype, payload = events(SUBS, 1, seed=13)[0]
+    extra = [Entry.build(f"{tenant}/errs", "errs", tenant, "wf-errs", (etype,),
+                         compile_filter("event.missing_field > 3")),
+             Entry.build(f"{tenant}/cel", "cel", tenant, "wf-cel", (etype,),
+                         compile_filter('"x" + "y" == "xy" && event.amount + 1 > 2'))]
+    return extra, [_msg(i, _event(i, etype, {**payload, "amount": amount}, tenant)) for i in range(100)]
+
+
+def test_filters_for_the_cel_engine_and_their_errors_leak_nothing_in_c():
+    extra, msgs = _cel_case("five")  # both filters err on every event
+    router = _router(_Checkpoint(), extra)
+    router._route_all(msgs)
+    before = [sys.getrefcount(e) for e in extra]
+    for _ in range(10):
+        router._route_all(msgs)
+    assert [sys.getrefcount(e) for e in extra] == before  # the errors' list is freed with its entries
+    assert router.slow == 0 and len(router.reported) == 11 * 2 * len(msgs)
+
+
+def test_a_payload_the_cel_engine_cannot_bind_is_reported_alike(monkeypatch):
+    def unbindable(*_):
+        raise TypeError("cannot bind")
+    monkeypatch.setattr(index_module, "activation", unbindable)
+    extra, msgs = _cel_case(5)
+    ref, fast, _, _ = _route_both(msgs, extra)  # (the same reports, in order)
+    assert fast.slow == 0
+    assert {m for _, m, *_ in fast.reported} == {"TypeError: cannot bind", "no such key or no matching overload"}
+
+
+class _Refusing(_Counted):
+    def __init__(self, *args, exc: type[BaseException], **kw) -> None:
+        super().__init__(*args, **kw)
+        self.exc = exc
+
+    def _report(self, errors, event, msg) -> None:
+        raise self.exc("refused")
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_a_report_that_raises_propagates_with_the_lock_released_and_nothing_sent(exc):
+    extra, msgs = _cel_case("five")
+    router = _Refusing(Settings(bootstrap="127.0.0.1:9", namespace="rt."), exc=exc)
+    index = build_index(SUBS)
+    for entry in extra:
+        index.put(entry)
+    router.view.index, router.topics = index, _Topics()
+    router._checkpoint = cp = _Checkpoint()
+    with pytest.raises(exc, match="refused"):
+        router._route_all(msgs)
+    assert not router.view.lock.locked() and cp.records() == [] and router.slow == 0
