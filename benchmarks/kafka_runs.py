@@ -118,6 +118,7 @@ def _run_router(kind: str, settings_json: str, target: int, group: str, out_topi
     queue.put({"eps": (router.seen - router.warm_seen) / (router.done - router.warm_at),
                "events": router.seen - router.warm_seen, "seconds": router.done - router.warm_at,
                "commits": router.commits, "subscriptions_loaded_s": router.first - started,
+               "seen": router.seen, "warm_seen": router.warm_seen, "first_to_warm_s": router.warm_at - router.first,
                "checkpoint": type(router._checkpoint).__name__})
 
 

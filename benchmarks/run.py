@@ -8,7 +8,8 @@ subscription count), latency_ms (p50, p99, rate; at 2,000 events/s), latency_by_
 router_cpu_route_py_us (the router's own CPU per event, as it routes and with every record through
 Router._route: the C common case's baseline);
 match_only_python_walk_eps (matching alone with the plan walk in Python instead of C); router_detail (every
-passthrough and router run of which passthrough_eps and router_eps are the medians); spread_eps (the
+passthrough and router run of which passthrough_eps and router_eps are the medians) and run_detail (what
+each of those runs counted: events and seconds after warm-up, commits, start-up); spread_eps (the
 passthrough writing to the trigger topics in turn instead of one topic: the Kafka cost of the router's
 output shape, benchmarks/kafka_runs.py `_Spread`);
 delivery: the runner's 20 ms handler at concurrency 1 and 32 (benchmarks/delivery.py).
@@ -85,7 +86,7 @@ def memory_per_subscription(n: int) -> float:
 
 def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) -> dict:
     out: dict = {"passthrough_eps": {}, "spread_eps": {}, "router_eps": {}, "naive_eps_kafka": {},
-                 "router_detail": {}}
+                 "router_detail": {}, "run_detail": {}}
     for n in sizes:
         settings = Settings(bootstrap=bootstrap, namespace=f"b{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
         subs = subscriptions(n)
@@ -97,12 +98,16 @@ def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) 
         outs = {"passthrough": out_topic, "router": out_topic,
                 "spread": [settings.trigger_topic(wf) for wf in sorted({s.workflow for s in subs})]}
         runs: dict[str, list] = {"passthrough": [], "spread": [], "router": []}
+        detail: dict[str, list] = {kind: [] for kind in runs}
         for _ in range(1 if quick else 3):  # alternate, so drift hits all alike; medians
             for kind in runs:
-                runs[kind].append(kafka_runs.route(kind, settings, n_events, outs[kind])["eps"])
+                r = kafka_runs.route(kind, settings, n_events, outs[kind])
+                runs[kind].append(r["eps"])
+                detail[kind].append({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})
         for kind in runs:
             out[f"{kind}_eps"][n] = round(statistics.median(runs[kind]))
         out["router_detail"][n] = {kind: [round(r) for r in rs] for kind, rs in runs.items()}  # every run
+        out["run_detail"][n] = detail  # and what each counted: events, seconds, commits, start-up
         log(f"kafka, {n:>7,} subscriptions: passthrough {out['passthrough_eps'][n]:,} events/s, "
             f"router {out['router_eps'][n]:,} events/s ({out['router_eps'][n] / out['passthrough_eps'][n]:.0%}); "
             f"passthrough over the trigger topics {out['spread_eps'][n]:,} events/s "
