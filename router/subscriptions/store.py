@@ -139,19 +139,38 @@ class _Follower:
     the end it found at start. Subclasses apply each record in `_apply(msg)`."""
 
     name = "subscriptions"
+    progress_every = 5.0  # seconds between progress lines while loading
 
     def __init__(self, settings: Settings) -> None:
         self.ready = threading.Event()
         self.error: BaseException | None = None
+        self.position, self.end = 0, None  # while loading: the offset read up to, of the end found at start
         self._settings = settings
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self, timeout: float = 30.0):
+        """Returns once the topic is read up to the end it had at start. Loading takes as long as it takes
+        while it moves (a million subscriptions with filters of their own take minutes), with a progress
+        line every `progress_every` seconds; it fails when `timeout` seconds pass without progress, or
+        when the thread fails."""
         Topics(self._settings).ensure_bus_topics()
+        began = time.monotonic()
         self._thread.start()
-        if not self.ready.wait(timeout):
-            raise KafkaError(f"subscriptions not loaded within {timeout:.0f}s: {self.error}")
+        seen, moved, told = -1, began, began
+        while not self.ready.wait(min(0.2, timeout)):
+            now = time.monotonic()
+            if self.error is not None or not self._thread.is_alive():
+                raise KafkaError(f"{self.name} not loaded: {self.error}")
+            if self.position != seen:
+                seen, moved = self.position, now
+            elif now - moved >= timeout:
+                raise KafkaError(f"{self.name} not loaded: no progress for {timeout:.0f}s "
+                                 f"(read up to offset {self.position} of {self.end}): {self.error}")
+            if now - told >= self.progress_every and self.end:
+                told = now
+                logger.info("%s: loading, offset %d of %d (%.0f %%) after %.0fs", self.name, self.position,
+                            self.end, 100 * self.position / self.end, now - began)
         return self
 
     def stop(self) -> None:
@@ -164,6 +183,7 @@ class _Follower:
     def _run(self) -> None:
         try:
             with _reader(self._settings) as (consumer, high):
+                self.end = high
                 tp = TopicPartition(self._settings.subscriptions_topic, 0)
                 while not self._stop.is_set():
                     for msg in consumer.consume(500, 0.1):
@@ -171,8 +191,10 @@ class _Follower:
                             logger.warning("subscriptions: %s", msg.error())
                         else:
                             self._apply(msg)
-                    if not self.ready.is_set() and (high == 0 or consumer.position([tp])[0].offset >= high):
-                        self.ready.set()
+                    if not self.ready.is_set():
+                        self.position = consumer.position([tp])[0].offset if high else 0
+                        if self.position >= high:
+                            self.ready.set()
         except BaseException as exc:  # surfaced by start() and by the router's and runner's loops
             self.error = exc
             logger.exception("%s view stopped", self.name)
