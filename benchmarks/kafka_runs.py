@@ -44,6 +44,7 @@ class _Counting(Router):
         self.target, self.seen, self.first = target, 0, None
         self.commits, self.warm_at, self.warm_seen = 0, None, 0
         self.announce = None  # called with the checkpoint's class name once routing starts
+        self.warm_share = WARM_SHARE
 
     def _loop(self) -> None:
         if self.announce is not None:
@@ -62,7 +63,7 @@ class _Counting(Router):
         super()._commit(wait)
         if pending and self._checkpoint.pending == 0:
             self.commits += 1
-            if self.warm_at is None and self.seen >= self.target * WARM_SHARE:
+            if self.warm_at is None and self.seen >= self.target * self.warm_share:
                 self.warm_at, self.warm_seen = time.perf_counter(), self.seen
         if self.seen >= self.target and self._checkpoint.pending == 0:
             self._checkpoint.finish_commit()  # the last one committed, not just started
@@ -94,7 +95,8 @@ class _Spread(_Passthrough):
 
 
 def _run_router(kind: str, settings_json: str, target: int, group: str, out_topic: str | list[str], queue,
-                checkpoint: CheckpointSpec | None = None, announce: bool = False) -> None:
+                checkpoint: CheckpointSpec | None = None, announce: bool = False,
+                warm_share: float = WARM_SHARE) -> None:
     settings = Settings.model_validate_json(settings_json)
     cls = {"passthrough": _Passthrough, "spread": _Spread}.get(kind, _Counting)
     # Latency runs use the router's defaults. A transaction grows to 8 batches while the one before commits, so
@@ -105,6 +107,7 @@ def _run_router(kind: str, settings_json: str, target: int, group: str, out_topi
     if checkpoint is not None:
         module, _, name = checkpoint[0].partition(":")
         router.checkpoint_type = functools.partial(getattr(importlib.import_module(module), name), **checkpoint[1])
+    router.warm_share = warm_share
     if announce:
         router.announce = queue.put
     if kind == "naive":
@@ -123,12 +126,14 @@ def _run_router(kind: str, settings_json: str, target: int, group: str, out_topi
 
 
 def route(kind: str, settings: Settings, target: int, out_topic: str | list[str] = "", timeout: float = 600,
-          checkpoint: CheckpointSpec | None = None) -> dict:
+          checkpoint: CheckpointSpec | None = None, warm_share: float = WARM_SHARE) -> dict:
+    """One run in its own process: `target` records routed and committed, counted after `warm_share` of
+    them."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_run_router, args=(kind, settings.model_dump_json(), target,
                                                  f"bench-{kind}-{uuid.uuid4().hex[:6]}", out_topic, queue,
-                                                 checkpoint))
+                                                 checkpoint, False, warm_share))
     proc.start()
     deadline = time.monotonic() + timeout
     try:
@@ -163,10 +168,13 @@ def load_subscriptions(settings: Settings, subs: list[Sub]) -> None:
     assert producer.flush(120) == 0
 
 
-def publish_events(settings: Settings, subs: list[Sub], count: int) -> None:
+def publish_events(settings: Settings, subs: list[Sub], count: int, times: int = 1) -> None:
+    """`count` workload events, published `times` times over (the same events again: warm runs)."""
+    evs = events(subs, count)
     with Publisher(settings, source="bench") as pub:
-        for tenant, etype, payload in events(subs, count):
-            pub.publish(etype, payload, tenant=tenant, key=tenant)
+        for _ in range(times):
+            for tenant, etype, payload in evs:
+                pub.publish(etype, payload, tenant=tenant, key=tenant)
 
 
 def _background_router(kind: str, settings: Settings, group: str | None = None,
