@@ -17,6 +17,7 @@ import json
 import statistics
 import sys
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 
@@ -43,16 +44,13 @@ def main() -> None:
     from . import kafka_runs
     from .workload import subscriptions
 
-    cluster = None if args.bootstrap else local.LocalCluster(local.default_home(), port=args.port)
-    if cluster is not None:
-        local.down(cluster)
-        local.wipe(cluster)
-    bootstrap = args.bootstrap or local.up(cluster)
+    broker = (nullcontext(args.bootstrap) if args.bootstrap
+              else local.fresh(local.LocalCluster(local.default_home(), port=args.port)))
     # A spawned process imports the parent's __main__ again, by module name unless it has no spec: by path
     # instead, so a tree from before this file existed can still be A.
     sys.modules["__main__"].__spec__ = None
     runs: list[list[float]] = [[], []]  # A, B (the same tree twice is allowed: a noise check)
-    try:
+    with broker as bootstrap:
         settings = Settings(bootstrap=bootstrap, namespace=f"b{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
         subs = subscriptions(args.subscriptions)
         kafka_runs.load_subscriptions(settings, subs)
@@ -71,10 +69,6 @@ def main() -> None:
                 runs[side].append(out["eps"])
                 print(f"round {r + 1}: {'AB'[side]} {tree}: {out['eps']:,.0f} events/s ({out['commits']} commits)",
                       flush=True)
-    finally:
-        if cluster is not None:
-            local.down(cluster)
-            local.wipe(cluster)
     a, b = (statistics.median(x) for x in runs)
     print(f"{args.kind}, {args.subscriptions:,} subscriptions, medians of {args.rounds}: A {a:,.0f}, B {b:,.0f} "
           f"events/s, B/A {b / a:.3f}")

@@ -24,16 +24,9 @@ def main() -> None:
 
     from . import run
 
-    cluster = local.LocalCluster(local.default_home(), port=19392)
-    local.down(cluster)
-    local.wipe(cluster)
-    bootstrap = local.up(cluster)
-    try:
+    with local.fresh(local.LocalCluster(local.default_home(), port=19392)) as bootstrap:
         out = run.bench_kafka(bootstrap, args.sizes, [], args.events, 20, False)
         print(json.dumps({k: out[k] for k in ("passthrough_eps", "router_eps", "latency_ms")}))
-    finally:
-        local.down(cluster)
-        local.wipe(cluster)
 
 
 if __name__ == "__main__":

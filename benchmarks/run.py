@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -156,15 +157,10 @@ def main() -> None:
     result["bytes_per_subscription"] = round(memory_per_subscription(10_000 if quick else 100_000))
     log(f"memory: {result['bytes_per_subscription']} bytes per subscription")
 
-    bootstrap = os.environ.get("EVBUS_BENCH_BOOTSTRAP")
-    cluster = None
-    if not bootstrap:
-        cluster = local.LocalCluster(local.default_home(), port=int(os.environ.get("EVBUS_BENCH_PORT", "19392")))
-        local.down(cluster)
-        local.wipe(cluster)
-        bootstrap = local.up(cluster)
-        log(f"broker up at {bootstrap}")
-    try:
+    given = os.environ.get("EVBUS_BENCH_BOOTSTRAP")
+    port = int(os.environ.get("EVBUS_BENCH_PORT", "19392"))
+    with nullcontext(given) if given else local.fresh(local.LocalCluster(local.default_home(), port=port)) as bootstrap:
+        log(f"broker at {bootstrap}")
         result.update(bench_kafka(bootstrap, [1000] if quick else sizes, [1000, 10_000],
                                   24_000 if quick else 200_000, 3 if quick else 20, quick))
         result["delivery"] = delivery.bench(Settings(bootstrap=bootstrap, namespace=f"d{uuid.uuid4().hex[:8]}."),
@@ -172,10 +168,6 @@ def main() -> None:
         d = result["delivery"]
         log(f"runner, 20 ms handler: concurrency 1 {d['c1_per_s']}/s, concurrency 32 {d['c32_per_s']}/s "
             f"({d['ratio']}x); per-key order violations {d['order_violations']}")
-    finally:
-        if cluster:
-            local.down(cluster)
-            local.wipe(cluster)
     result["finished_at"] = datetime.now(timezone.utc).isoformat()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

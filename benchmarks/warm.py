@@ -29,12 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     from router.kafka import local
 
-    cluster = local.LocalCluster(local.default_home(), port=19392)
-    local.down(cluster)
-    local.wipe(cluster)
-    bootstrap = local.up(cluster)
     out: dict = {}
-    try:
+    with local.fresh(local.LocalCluster(local.default_home(), port=19392)) as bootstrap:
         for n in args.sizes:
             settings = Settings(bootstrap=bootstrap, namespace=f"w{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
             subs = subscriptions(n)
@@ -49,9 +45,6 @@ def main() -> None:
                     out[n][way].append(round(r["eps"]))
                     print(f"{n:>7,} subscriptions, {way}: {r['eps']:,.0f} events/s over {r['events']:,} events",
                           flush=True)
-    finally:
-        local.down(cluster)
-        local.wipe(cluster)
     print(json.dumps(out))
 
 

@@ -45,16 +45,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cluster = local.LocalCluster(local.default_home(), port=19392)
-    local.down(cluster)
-    local.wipe(cluster)
-    bootstrap = local.up(cluster)
-    try:
+    with local.fresh(local.LocalCluster(local.default_home(), port=19392)) as bootstrap:
         print(json.dumps({p: bench(bootstrap, args.workflows, args.subscriptions, args.events, args.repeats, p)
                           for p in args.partitions}))
-    finally:
-        local.down(cluster)
-        local.wipe(cluster)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,6 +264,19 @@ def _reap(pids: list[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
+
+
+@contextmanager
+def fresh(cluster: LocalCluster) -> Iterator[str]:
+    """The cluster up on wiped data for the block (its bootstrap address), then down and wiped again: what
+    the benchmarks and the guard tests run on."""
+    down(cluster)
+    wipe(cluster)
+    try:
+        yield up(cluster)
+    finally:
+        down(cluster)
+        wipe(cluster)
 
 
 def wipe(cluster: LocalCluster) -> None:

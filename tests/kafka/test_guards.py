@@ -31,13 +31,8 @@ def test_client_settings_that_break_promises_are_refused(kind, setting, value):
 @pytest.fixture(scope="module")
 def three_nodes():
     cluster = local.LocalCluster(local.default_home(), port=int(os.environ.get("EVBUS_GUARD_PORT", "19950")), nodes=3)
-    local.down(cluster)
-    local.wipe(cluster)
-    try:
-        yield local.up(cluster)
-    finally:
-        local.down(cluster)
-        local.wipe(cluster)
+    with local.fresh(cluster) as bootstrap:
+        yield bootstrap
 
 
 def _topic(bootstrap, name, replicas, **config):
