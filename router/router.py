@@ -183,7 +183,7 @@ class Router:
 
     def _route_all(self, msgs) -> None:
         """Route msgs in order into the open transaction: the common case in C (router/_route.c: a root
-        event in the current version, filters the index decides), every other record through _route."""
+        event in the current version), every other record through _route."""
         cp = self._checkpoint
         if self._fast is None or getattr(cp, "outbox", None) is None:  # (a checkpoint that takes records one by one)
             for msg in msgs:
@@ -192,7 +192,7 @@ class Router:
             return
         at, n = 0, len(msgs)
         while at < n:
-            done, slow = native.route(self._fast, msgs, at, cp.outbox, getattr(cp, "max_buffered", 1))
+            done, slow = native.route(self._fast, msgs, at, cp.outbox, cp.max_buffered)
             cp.pending += done - at
             cp.sent()  # hands the outbox over once max_buffered records wait
             at = done

@@ -89,11 +89,10 @@ def describe(entry: Entry) -> dict[str, Any]:
     through `anchors`, one of which must hold) or "scan" (a candidate for every event of its types);
     `engine` is "index" (decided without the CEL engine) or "cel" (the engine evaluates it for every
     candidate event); `text` says it in a sentence."""
-    if not entry.filtered:
-        return {"kind": "always", "anchors": [], "engine": "none",
-                "text": "no filter: every event of its types triggers it"}
-    anchors = [_anchor_text(path, k) for path, k in entry.anchors or ()]
     how, engine = kind(entry)
+    if how == "always":
+        return {"kind": how, "anchors": [], "engine": engine, "text": "no filter: every event of its types triggers it"}
+    anchors = [_anchor_text(path, k) for path, k in entry.anchors or ()]
     found = " or ".join(anchors)
     if entry.anchors is None:
         text = ("evaluated for every event of its types, without the CEL engine" if engine == "index" else

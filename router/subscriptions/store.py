@@ -166,7 +166,7 @@ class _Follower:
                 seen, moved = self.position, now
             elif now - moved >= timeout:
                 raise KafkaError(f"{self.name} not loaded: no progress for {timeout:.0f}s "
-                                 f"(read up to offset {self.position} of {self.end}): {self.error}")
+                                 f"(read up to offset {self.position} of {self.end})")
             if now - told >= self.progress_every and self.end:
                 told = now
                 logger.info("%s: loading, offset %d of %d (%.0f %%) after %.0fs", self.name, self.position,

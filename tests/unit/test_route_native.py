@@ -77,8 +77,8 @@ class _Counted(Router):
         super()._report(errors, event, msg)
 
 
-def _router(checkpoint, extra_entries=(), fast: bool = True) -> _Counted:
-    router = _Counted(Settings(bootstrap="127.0.0.1:9", namespace="rt."))
+def _router(checkpoint, extra_entries=(), fast: bool = True, cls: type[_Counted] = _Counted) -> _Counted:
+    router = cls(Settings(bootstrap="127.0.0.1:9", namespace="rt."))
     index = build_index(SUBS)
     for entry in extra_entries:
         index.put(entry)
@@ -305,9 +305,9 @@ def test_a_bucket_counts_the_filters_that_name_meta_as_subscriptions_come_and_go
     assert index.plan("t", "user.created").meta_users == 0
 
 
-def test_a_checkpoint_with_an_outbox_and_no_max_buffered_is_handed_each_event():
+def test_a_checkpoint_with_max_buffered_1_is_handed_each_event():
     msgs = _workload(200, seed=31)
-    bare, ref_cp = _Outbox(), _Checkpoint()  # an outbox and sent(), no max_buffered
+    bare, ref_cp = _Outbox(), _Checkpoint()  # an outbox, sent(), max_buffered 1
     fast, ref = _router(bare), _router(ref_cp, fast=False)
     fast._route_all(msgs)
     for m in msgs:
@@ -348,9 +348,7 @@ def test_a_payload_the_cel_engine_cannot_bind_is_reported_alike(monkeypatch):
 
 
 class _Refusing(_Counted):
-    def __init__(self, *args, exc: type[BaseException], **kw) -> None:
-        super().__init__(*args, **kw)
-        self.exc = exc
+    exc: type[BaseException] = RuntimeError
 
     def _report(self, errors, event, msg) -> None:
         raise self.exc("refused")
@@ -359,12 +357,9 @@ class _Refusing(_Counted):
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_a_report_that_raises_propagates_with_the_lock_released_and_nothing_sent(exc):
     extra, msgs = _cel_case("five")
-    router = _Refusing(Settings(bootstrap="127.0.0.1:9", namespace="rt."), exc=exc)
-    index = build_index(SUBS)
-    for entry in extra:
-        index.put(entry)
-    router.view.index, router.topics = index, _Topics()
-    router._checkpoint = cp = _Checkpoint()
+    cp = _Checkpoint()
+    router = _router(cp, extra, cls=_Refusing)
+    router.exc = exc
     with pytest.raises(exc, match="refused"):
         router._route_all(msgs)
     assert not router.view.lock.locked() and cp.records() == [] and router.slow == 0

@@ -21,6 +21,7 @@ class _Topics:
 
 class _Outbox:
     pending = 0
+    max_buffered = 1  # handed over after each event
 
     def __init__(self) -> None:
         self.outbox: list[tuple] = []
