@@ -1,7 +1,7 @@
 /* The walk of one (tenant, type) plan for an event, in C: index.py's `candidates_py` line for line, which
- * stays as its reference and fallback (tests/unit/test_native.py holds the two side by side). The
- * predicates of a decided filter are evaluated here when the entry has them as data (`native`, made by
- * predicates.native_tree: tests hold it equal to the `decide` closure); any other part (a nested path,
+ * stays as its reference and fallback (tests/unit/test_native.py holds the two side by side). A decided
+ * filter is evaluated here from the entry's `native`, its `decide` closure as data (every decided entry has
+ * one, made by predicates.native_tree; tests hold the two equal); any other part (a nested path,
  * matches(), resolve, has_path, key) stays Python and is called from here.
  *
  * candidates(eq, has, scan, event, meta, matched, errors) -> list of entries left for the CEL engine:
@@ -15,7 +15,7 @@
 #include <Python.h>
 
 static PyObject *ERROR_ = NULL, *resolve = NULL, *key_of = NULL, *has_path = NULL;
-static PyObject *s_exact = NULL, *s_decide = NULL, *s_native = NULL, *overload = NULL;
+static PyObject *s_exact = NULL, *s_native = NULL, *overload = NULL;
 
 /* predicates.native_tree's encoding */
 enum { N_AND, N_OR, N_NOT, N_CONST, N_FIELD, N_PY };
@@ -259,26 +259,17 @@ static PyObject *candidates(PyObject *module, PyObject *const *args, Py_ssize_t 
             goto fail;
     pos = 0;
     while (PyDict_Next(check, &pos, &k, &entry)) {
-        PyObject *outcome, *native = PyObject_GetAttr(entry, s_native);
+        PyObject *native = PyObject_GetAttr(entry, s_native);  /* decide as data; None: no decide either */
         if (native == NULL)
             goto fail;
-        if (native != Py_None) {  /* decide as data: evaluated here */
-            outcome = evaluate(native, event, meta);
+        if (native == Py_None) {  /* a filter for the CEL engine */
             Py_DECREF(native);
-        } else {
-            Py_DECREF(native);
-            PyObject *decide = PyObject_GetAttr(entry, s_decide);
-            if (decide == NULL)
+            if (PyList_Append(rest, entry) < 0)
                 goto fail;
-            if (decide == Py_None) {
-                Py_DECREF(decide);
-                if (PyList_Append(rest, entry) < 0)
-                    goto fail;
-                continue;
-            }
-            outcome = PyObject_CallFunctionObjArgs(decide, event, meta, NULL);
-            Py_DECREF(decide);
+            continue;
         }
+        PyObject *outcome = evaluate(native, event, meta);
+        Py_DECREF(native);
         if (outcome == NULL)
             goto fail;
         int rc = 0;
@@ -341,9 +332,8 @@ static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_plan", NULL, -1
 
 PyMODINIT_FUNC PyInit__plan(void) {
     s_exact = PyUnicode_InternFromString("exact");
-    s_decide = PyUnicode_InternFromString("decide");
     s_native = PyUnicode_InternFromString("native");
-    if (s_exact == NULL || s_decide == NULL || s_native == NULL)
+    if (s_exact == NULL || s_native == NULL)
         return NULL;
     return PyModule_Create(&module_def);
 }

@@ -65,7 +65,7 @@ class Entry:
     recursion: int = 0  # re-triggers by its own descendants allowed in one causation chain (lineage.py)
     exact: bool = False  # the filter is its anchor (`event.a == "x"`, `in [...]`): found through it ⇒ true
     uses_meta: bool = False  # the filter names `meta` (the envelope): only then is it built per event
-    native: tuple | None = None  # `decide` as data for the C plan walk (predicates.native_tree)
+    native: tuple | None = None  # `decide` as data for the C plan walk (predicates.native_tree): set when it is
 
     @classmethod
     def build(cls, key: str, name: str, tenant: str, workflow: str, patterns: tuple[str, ...],
