@@ -83,26 +83,32 @@ class _Passthrough(_Counting):
 class _Spread(_Passthrough):
     """The passthrough writing each event as it came to the trigger topics in turn (`out_topic` is their
     list): the Kafka cost of the router's output shape, every transaction over every workflow's partition,
-    with no decoding, matching or trigger records (one record per event, where the router writes one per
-    match)."""
+    with no decoding, matching or trigger records. `copies` records per event on average (1: one per event,
+    where the router writes one per match; the router's matches per event: what its output costs Kafka)."""
 
-    def __init__(self, settings, target: int, out_topic: list[str], **kw) -> None:
+    def __init__(self, settings, target: int, out_topic: list[str], copies: float = 1.0, **kw) -> None:
         super().__init__(settings, target, out_topic, **kw)
         self._turns = itertools.cycle(out_topic).__next__
+        self.copies, self._owed = copies, 0.0
 
     def _route(self, msg) -> None:
-        self._produce(self._turns(), msg.key(), msg.value(), msg.headers())
+        self._owed += self.copies
+        while self._owed >= 1.0:
+            self._produce(self._turns(), msg.key(), msg.value(), msg.headers())
+            self._owed -= 1.0
 
 
 def _run_router(kind: str, settings_json: str, target: int, group: str, out_topic: str | list[str], queue,
                 checkpoint: CheckpointSpec | None = None, announce: bool = False,
-                warm_share: float = WARM_SHARE) -> None:
+                warm_share: float = WARM_SHARE, copies: float = 1.0) -> None:
     settings = Settings.model_validate_json(settings_json)
-    cls = {"passthrough": _Passthrough, "spread": _Spread}.get(kind, _Counting)
+    cls = {"passthrough": _Passthrough, "spread": _Spread, "output": _Spread}.get(kind, _Counting)
     # Latency runs use the router's defaults. A transaction grows to 8 batches while the one before commits, so
     # short (smoke) runs take smaller batches: one grown transaction must not swallow the measured part.
     batch = min(BATCH, max(100, target // 40))
     tuning = {} if kind == "latency" else {"batch_size": batch, "commit_interval": INTERVAL}
+    if kind == "output":
+        tuning["copies"] = copies
     router = cls(settings, target, out_topic, instance=f"bench-{uuid.uuid4().hex[:6]}", group=group, **tuning)
     if checkpoint is not None:
         module, _, name = checkpoint[0].partition(":")
@@ -126,14 +132,14 @@ def _run_router(kind: str, settings_json: str, target: int, group: str, out_topi
 
 
 def route(kind: str, settings: Settings, target: int, out_topic: str | list[str] = "", timeout: float = 600,
-          checkpoint: CheckpointSpec | None = None, warm_share: float = WARM_SHARE) -> dict:
+          checkpoint: CheckpointSpec | None = None, warm_share: float = WARM_SHARE, copies: float = 1.0) -> dict:
     """One run in its own process: `target` records routed and committed, counted after `warm_share` of
-    them."""
+    them. Kinds: router, passthrough, spread, output (the spread writing `copies` records per event), naive."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_run_router, args=(kind, settings.model_dump_json(), target,
                                                  f"bench-{kind}-{uuid.uuid4().hex[:6]}", out_topic, queue,
-                                                 checkpoint, False, warm_share))
+                                                 checkpoint, False, warm_share, copies))
     proc.start()
     deadline = time.monotonic() + timeout
     try:

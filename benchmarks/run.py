@@ -11,7 +11,9 @@ match_only_python_walk_eps (matching alone with the plan walk in Python instead 
 passthrough and router run of which passthrough_eps and router_eps are the medians) and run_detail (what
 each of those runs counted: events and seconds after warm-up, commits, start-up); spread_eps (the
 passthrough writing to the trigger topics in turn instead of one topic: the Kafka cost of the router's
-output shape, benchmarks/kafka_runs.py `_Spread`);
+output shape, benchmarks/kafka_runs.py `_Spread`); output_eps (the same writing as many records per event
+as the router writes triggers at that size, output_copies: what the router's output alone costs Kafka, with
+no decoding or matching);
 delivery: the runner's 20 ms handler at concurrency 1 and 32 (benchmarks/delivery.py).
 """
 
@@ -85,9 +87,11 @@ def memory_per_subscription(n: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) -> dict:
-    out: dict = {"passthrough_eps": {}, "spread_eps": {}, "router_eps": {}, "naive_eps_kafka": {},
-                 "router_detail": {}, "run_detail": {}}
+def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick,
+                copies: dict[int, float] | None = None) -> dict:
+    """`copies`: the router's matches per event by size, for the passthrough at the router's output."""
+    out: dict = {"passthrough_eps": {}, "spread_eps": {}, "output_eps": {}, "output_copies": {}, "router_eps": {},
+                 "naive_eps_kafka": {}, "router_detail": {}, "run_detail": {}}
     for n in sizes:
         settings = Settings(bootstrap=bootstrap, namespace=f"b{uuid.uuid4().hex[:8]}.", trigger_partitions=1)
         subs = subscriptions(n)
@@ -96,13 +100,16 @@ def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) 
         kafka_runs.publish_events(settings, subs, n_events)
         out_topic = settings.namespace + "bench.passthrough"
         Topics(settings).ensure(out_topic)
-        outs = {"passthrough": out_topic, "router": out_topic,
-                "spread": [settings.trigger_topic(wf) for wf in sorted({s.workflow for s in subs})]}
+        spread = [settings.trigger_topic(wf) for wf in sorted({s.workflow for s in subs})]
+        outs = {"passthrough": out_topic, "router": out_topic, "spread": spread, "output": spread}
         runs: dict[str, list] = {"passthrough": [], "spread": [], "router": []}
+        if copies and n in copies:
+            runs["output"] = []
+            out["output_copies"][n] = copies[n]
         detail: dict[str, list] = {kind: [] for kind in runs}
         for _ in range(1 if quick else 3):  # alternate, so drift hits all alike; medians
             for kind in runs:
-                r = kafka_runs.route(kind, settings, n_events, outs[kind])
+                r = kafka_runs.route(kind, settings, n_events, outs[kind], copies=(copies or {}).get(n, 1.0))
                 runs[kind].append(r["eps"])
                 detail[kind].append({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})
         for kind in runs:
@@ -113,7 +120,9 @@ def bench_kafka(bootstrap: str, sizes, naive_sizes, n_events, latency_s, quick) 
             f"router {out['router_eps'][n]:,} events/s ({out['router_eps'][n] / out['passthrough_eps'][n]:.0%}); "
             f"passthrough over the trigger topics {out['spread_eps'][n]:,} events/s "
             f"(router {out['router_eps'][n] / out['spread_eps'][n]:.0%} of it); "
-            f"medians of {out['router_detail'][n]}")
+            + (f"writing {copies[n]:.2f} records per event, as the router does, {out['output_eps'][n]:,} events/s "
+               f"(router {out['router_eps'][n] / out['output_eps'][n]:.0%} of it); " if "output" in runs else "")
+            + f"medians of {out['router_detail'][n]}")
         if n in naive_sizes:
             r = kafka_runs.route("naive", settings, min(n_events, 12_000 if n >= 10_000 else 60_000), out_topic)
             out["naive_eps_kafka"][n] = round(r["eps"], 1)
@@ -161,8 +170,9 @@ def main() -> None:
     port = int(os.environ.get("EVBUS_BENCH_PORT", "19392"))
     with nullcontext(given) if given else local.fresh(local.LocalCluster(local.default_home(), port=port)) as bootstrap:
         log(f"broker at {bootstrap}")
+        copies = {n: round(d["matches_per_event"], 4) for n, d in detail.items()}  # the router's output per event
         result.update(bench_kafka(bootstrap, [1000] if quick else sizes, [1000, 10_000],
-                                  24_000 if quick else 200_000, 3 if quick else 20, quick))
+                                  24_000 if quick else 200_000, 3 if quick else 20, quick, copies))
         result["delivery"] = delivery.bench(Settings(bootstrap=bootstrap, namespace=f"d{uuid.uuid4().hex[:8]}."),
                                             quick)
         d = result["delivery"]
@@ -179,16 +189,25 @@ def main() -> None:
 def print_table(r: dict) -> None:
     print("\n| subscriptions | match only (events/s) | naive match (events/s) | router CPU alone (µs/event) "
           "| passthrough (events/s) | router (events/s) | router / passthrough "
-          "| passthrough over the trigger topics (events/s) | router / it |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| passthrough over the trigger topics (events/s) | router / it "
+          "| passthrough at the router's output (records per event) | router / it |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sorted(r["match_only_eps"]):
         pt, ro, sp = r["passthrough_eps"].get(n), r["router_eps"].get(n), r.get("spread_eps", {}).get(n)
+        op, copies = r.get("output_eps", {}).get(n), r.get("output_copies", {}).get(n)
         ratio = f"{ro / pt:.0%}" if pt and ro else "-"
         spread = f"{ro / sp:.0%}" if sp and ro else "-"
+        output = f"{op:,} ({copies})" if op else "-"
         print(f"| {n:,} | {r['match_only_eps'][n]:,} | {r['naive_eps'].get(n, '-')} "
               f"| {r.get('router_cpu_us', {}).get(n, '-')} | {pt or '-'} | {ro or '-'} | {ratio} "
-              f"| {sp or '-'} | {spread} |")
+              f"| {sp or '-'} | {spread} | {output} | {f'{ro / op:.0%}' if op and ro else '-'} |")
     print()
+    ro, op = r["router_eps"], r.get("output_eps", {})
+    if 1000 in ro and 100_000 in ro:
+        print(f"router at 100,000 / at 1,000: {ro[100_000] / ro[1000]:.0%} (target 80 %)"
+              + (f"; the passthrough at the router's output at 100,000 / the router at 1,000: "
+                 f"{op[100_000] / ro[1000]:.0%} (the most any router could reach on this machine)"
+                 if 100_000 in op else ""))
     for rate, lat in r.get("latency_by_rate", {}).items():
         print(f"latency at {rate}/s: p50 {lat['p50']} ms, p99 {lat['p99']} ms")
     print(f"subscription change live in {r.get('sub_change_s')} s; {r['bytes_per_subscription']} bytes per subscription")

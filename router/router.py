@@ -75,7 +75,7 @@ class Router:
         self._checkpoint: Checkpoint | None = None
         self._wires: dict[str, _Wire] = {}  # per subscription: what its triggers share
         self._touched: list[_Wire] = []  # one per trigger routed since the metrics were last flushed
-        self._routed: dict[str, Any] = {}  # per workflow: its child of TRIGGERS_ROUTED
+        self._workflows: dict[str, tuple[str, Any]] = {}  # per workflow: its trigger topic, its TRIGGERS_ROUTED child
         self._consumed: dict[str, int] = {}  # per topic, since the metrics were last flushed
         self._latency: list[int] = []  # µs from event time to routing, since the last flush
         self._isolate = 0  # records to route one per transaction after an undeliverable transaction
@@ -399,12 +399,14 @@ class Router:
 
     def _wire(self, entry) -> "_Wire":
         """What every trigger of a subscription shares, made once per subscription (and again when it changes)."""
-        topic = self.settings.trigger_topic(entry.workflow)
+        made = self._workflows.get(entry.workflow)
+        if made is None:  # one topic str per workflow (the hand-over finds its topic handle by it); labels()
+            # takes a lock and a lookup
+            made = self._workflows[entry.workflow] = (self.settings.trigger_topic(entry.workflow),
+                                                      metrics.TRIGGERS_ROUTED.labels(entry.workflow))
+        topic, routed = made
         self.topics.ensure(topic, partitions=self.settings.trigger_partitions)  # cached: made with the subscription
         # A replaced wire with uncounted triggers is still in self._touched: the next flush counts them.
-        routed = self._routed.get(entry.workflow)
-        if routed is None:  # labels() takes a lock and a lookup: once per workflow
-            routed = self._routed[entry.workflow] = metrics.TRIGGERS_ROUTED.labels(entry.workflow)
         wire = self._wires[entry.key] = _Wire(entry, topic, routed)
         return wire
 

@@ -106,44 +106,96 @@ fail:
     return NULL;
 }
 
-/* Topic handles for one call, by the topic's str object (a subscription's triggers share one). librdkafka
- * finds a topic given by name with a linear search under its handle's write lock, for every record; here
- * that happens once per topic and call. A topic past the table's room is given by name. */
-#define SLOTS 512
+/* Topic handles for one call, by topic name (the router's wires of one workflow share one str, so the
+ * pointer usually decides; an equal str elsewhere finds the same handle). librdkafka finds a topic given by
+ * name with a linear search over all its topics under its handle's write lock, for every record; here that
+ * happens once per topic and call. The table grows with the topics a call touches (a transaction may reach
+ * every workflow's); a name it cannot hold (no memory, an unhashable str) is given to librdkafka by name. */
 typedef struct {
-    PyObject *name[SLOTS];
-    rd_kafka_topic_t *rkt[SLOTS];
-    int used;
+    PyObject **name;
+    Py_hash_t *hash;
+    rd_kafka_topic_t **rkt;
+    Py_ssize_t cap, used;
 } Handles;
 
+static int handles_alloc(Handles *h, Py_ssize_t cap) {
+    h->name = PyMem_Calloc(cap, sizeof(PyObject *));
+    h->hash = PyMem_Calloc(cap, sizeof(Py_hash_t));
+    h->rkt = PyMem_Calloc(cap, sizeof(rd_kafka_topic_t *));
+    if (h->name == NULL || h->hash == NULL || h->rkt == NULL) {
+        PyMem_Free(h->name);
+        PyMem_Free(h->hash);
+        PyMem_Free(h->rkt);
+        h->name = NULL;
+        return -1;
+    }
+    h->cap = cap;
+    return 0;
+}
+
+static void handles_put(Handles *h, PyObject *name, Py_hash_t hash, rd_kafka_topic_t *rkt) {
+    size_t i = (size_t)hash & (size_t)(h->cap - 1);
+    while (h->name[i] != NULL)
+        i = (i + 1) & (size_t)(h->cap - 1);
+    h->name[i] = name;
+    h->hash[i] = hash;
+    h->rkt[i] = rkt;
+    h->used++;
+}
+
+static int handles_grow(Handles *h) {  /* twice the room, the entries moved over; -1: left as it was */
+    Handles bigger = {0};
+    if (handles_alloc(&bigger, h->cap * 2) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < h->cap; i++)
+        if (h->name[i] != NULL)
+            handles_put(&bigger, h->name[i], h->hash[i], h->rkt[i]);
+    PyMem_Free(h->name);
+    PyMem_Free(h->hash);
+    PyMem_Free(h->rkt);
+    *h = bigger;
+    return 0;
+}
+
 static rd_kafka_topic_t *handle_for(Handles *h, rd_kafka_t *rk, PyObject *name, const char *topic) {
-    size_t i = ((size_t)name >> 4) % SLOTS;
-    for (int probes = 0; probes < SLOTS; probes++, i = (i + 1) % SLOTS) {
+    Py_hash_t hash = PyObject_Hash(name);  /* cached in the str after its first use */
+    if (hash == -1) {
+        PyErr_Clear();
+        return NULL;
+    }
+    size_t i = (size_t)hash & (size_t)(h->cap - 1);
+    for (; h->name[i] != NULL; i = (i + 1) & (size_t)(h->cap - 1)) {
         if (h->name[i] == name)
             return h->rkt[i];
-        if (h->name[i] == NULL) {
-            if (h->used >= SLOTS / 2)
+        if (h->hash[i] == hash) {
+            int eq = PyUnicode_Compare(h->name[i], name);  /* both str: no error */
+            if (eq == 0)
+                return h->rkt[i];
+            if (eq == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
                 return NULL;
-            rd_kafka_topic_t *rkt = topic_new(rk, topic, NULL);  /* NULL for a name librdkafka refuses */
-            if (rkt == NULL)
-                return NULL;
-            Py_INCREF(name);  /* the pointer is the key: keep it alive for the call */
-            h->name[i] = name;
-            h->rkt[i] = rkt;
-            h->used++;
-            return rkt;
+            }
         }
     }
-    return NULL;
+    if (2 * (h->used + 1) > h->cap && handles_grow(h) < 0)
+        return NULL;
+    rd_kafka_topic_t *rkt = topic_new(rk, topic, NULL);  /* NULL for a name librdkafka refuses */
+    if (rkt == NULL)
+        return NULL;
+    Py_INCREF(name);  /* kept alive for the call */
+    handles_put(h, name, hash, rkt);
+    return rkt;
 }
 
 static void handles_release(Handles *h) {
-    for (int i = 0; i < SLOTS && h->used; i++)
+    for (Py_ssize_t i = 0; i < h->cap; i++)
         if (h->name[i] != NULL) {
             topic_destroy(h->rkt[i]);
             Py_DECREF(h->name[i]);
-            h->used--;
         }
+    PyMem_Free(h->name);
+    PyMem_Free(h->hash);
+    PyMem_Free(h->rkt);
 }
 
 /* produce_all(producer, records, start) → (index, error): records[start:] are (topic, key, value, headers)
@@ -162,8 +214,8 @@ static PyObject *produce_all(PyObject *self, PyObject *args) {
     rd_kafka_t *rk = ((Handle *)producer)->rk;
     if (rk == NULL)
         return PyErr_Format(PyExc_RuntimeError, "the producer is closed");
-    Handles *h = PyMem_Calloc(1, sizeof(Handles));
-    if (h == NULL)
+    Handles table = {0}, *h = &table;
+    if (handles_alloc(h, 256) < 0)
         return PyErr_NoMemory();
     Py_ssize_t n = PyList_GET_SIZE(records), i;
     for (i = start < 0 ? 0 : start; i < n; i++) {
@@ -201,7 +253,6 @@ static PyObject *produce_all(PyObject *self, PyObject *args) {
     out = Py_BuildValue("(ni)", n, 0);
 done:
     handles_release(h);
-    PyMem_Free(h);
     return out;
 }
 

@@ -28,6 +28,9 @@ def test_quick_bench_writes_its_report(kafka_bootstrap, tmp_path):
     assert report["latency_by_rate"]["2000"]["samples"] > 0
     assert report["router_eps"]["1000"] > 0 and report["passthrough_eps"]["1000"] > 0
     assert report["spread_eps"]["1000"] > 0  # the passthrough over the trigger topics, same run
+    # ... and writing as many records per event as the router's matches (the ceiling of its output)
+    assert report["output_eps"]["1000"] > 0
+    assert report["output_copies"]["1000"] == pytest.approx(report["match_detail"]["1000"]["matches_per_event"], abs=1e-4)
     assert len(report["router_detail"]["1000"]["router"]) == 1  # every run beside the medians (one in --quick)
     assert report["router_cpu_us"]["1000"] > 0 and report["router_cpu_us"]["10000"] > 0
     assert report["router_cpu_route_py_us"]["1000"] > 0  # the baseline of the C common case, same run

@@ -53,6 +53,29 @@ def test_records_arrive_as_they_were_sent(bus, checkpoint, checked):
     assert seen == want
 
 
+def test_records_for_many_topics_each_named_by_its_own_str_reach_their_topics(bus, checkpoint):
+    """The C hand-over keeps a topic handle per topic name for the call: more topics than its first table
+    holds (it grows), and equal names in distinct str objects, as a transaction over every workflow has."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    prefix = bus.trigger_topic("many-")
+    names = [f"{prefix}{i}" for i in range(300)]
+    admin = AdminClient({"bootstrap.servers": bus.bootstrap})  # kept until the topics are made
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=1, replication_factor=1) for n in names])
+    for f in futures.values():
+        f.result(60)
+    sent = []
+    for i in range(900):
+        topic = "".join([prefix, str(i % 300)])  # a new str every time
+        sent.append((topic, f"{topic}/{i}".encode()))
+        checkpoint.send(topic, None, sent[-1][1], None)
+    assert len({id(t) for t, _ in sent}) > 300
+    checkpoint.pending = 1
+    checkpoint.commit()
+    got = read_all(bus, f"^{prefix.replace('.', '[.]')}[0-9]+$", expect=len(sent), timeout=60)
+    assert sorted((m.topic(), m.value()) for m in got) == sorted(sent)
+
+
 def test_records_appended_to_the_outbox_are_handed_over_once_max_buffered_wait(bus, checkpoint):
     """The router appends an event's triggers to the outbox at once, then calls sent(): memory stays bounded
     by max_buffered (plus one event's triggers), and nothing handed over early is lost or doubled."""
