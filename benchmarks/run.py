@@ -9,7 +9,7 @@ router_cpu_route_py_us (the router's own CPU per event, as it routes and with ev
 Router._route: the C common case's baseline);
 match_only_python_walk_eps (matching alone with the plan walk in Python instead of C); router_detail (every
 passthrough and router run of which passthrough_eps and router_eps are the medians) and run_detail (what
-each of those runs counted: events and seconds after warm-up, commits, start-up); spread_eps (the
+each of those runs counted: events and seconds after warm-up, commits, start-up, and commit_ms, its commits' mean ms by phase); spread_eps (the
 passthrough writing to the trigger topics in turn instead of one topic: the Kafka cost of the router's
 output shape, benchmarks/kafka_runs.py `_Spread`); output_eps (the same writing as many records per event
 as the router writes triggers at that size, output_copies: what the router's output alone costs Kafka, with

@@ -32,6 +32,8 @@ def test_quick_bench_writes_its_report(kafka_bootstrap, tmp_path):
     assert report["output_eps"]["1000"] > 0
     assert report["output_copies"]["1000"] == pytest.approx(report["match_detail"]["1000"]["matches_per_event"], abs=1e-4)
     assert len(report["router_detail"]["1000"]["router"]) == 1  # every run beside the medians (one in --quick)
+    # what each run counted, with its commits' mean time by phase
+    assert set(report["run_detail"]["1000"]["passthrough"][0]["commit_ms"]) == {"produce", "offsets", "commit"}
     assert report["router_cpu_us"]["1000"] > 0 and report["router_cpu_us"]["10000"] > 0
     assert report["router_cpu_route_py_us"]["1000"] > 0  # the baseline of the C common case, same run
     assert report["match_only_python_walk_eps"]["1000"] > 0  # the baseline of the C plan walk, same run
