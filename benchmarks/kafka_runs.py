@@ -164,10 +164,14 @@ def route(kind: str, settings: Settings, target: int, out_topic: str | list[str]
     them. Kinds: router, passthrough, spread, output (the spread writing `copies` records per event), naive."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    args = (kind, settings.model_dump_json(), target, f"bench-{kind}-{uuid.uuid4().hex[:6]}", out_topic, queue,
-            checkpoint, False, warm_share)
-    # copies only when asked: benchmarks.ab spawns an older checkout's _run_router, which may not take it
-    proc = ctx.Process(target=_run_router, args=args + ((copies,) if copies != 1.0 else ()))
+    # Options go by name and only when set: benchmarks.ab spawns an older checkout's _run_router, which may
+    # not know the newer ones.
+    options = {name: value for name, value, default in (("checkpoint", checkpoint, None),
+                                                        ("warm_share", warm_share, WARM_SHARE), ("copies", copies, 1.0))
+               if value != default}
+    proc = ctx.Process(target=_run_router, args=(kind, settings.model_dump_json(), target,
+                                                 f"bench-{kind}-{uuid.uuid4().hex[:6]}", out_topic, queue),
+                       kwargs=options)
     proc.start()
     deadline = time.monotonic() + timeout
     try:

@@ -400,8 +400,8 @@ class Router:
     def _wire(self, entry) -> "_Wire":
         """What every trigger of a subscription shares, made once per subscription (and again when it changes)."""
         made = self._workflows.get(entry.workflow)
-        if made is None:  # one topic str per workflow (the hand-over finds its topic handle by it); labels()
-            # takes a lock and a lookup
+        if made is None:  # one topic str per workflow, shared by its wires (the hand-over's topic handles are
+            # found by name, and by pointer first); labels() takes a lock and a lookup
             made = self._workflows[entry.workflow] = (self.settings.trigger_topic(entry.workflow),
                                                       metrics.TRIGGERS_ROUTED.labels(entry.workflow))
         topic, routed = made
